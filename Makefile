@@ -1,0 +1,31 @@
+# One-command setup and test; .ci/run runs exactly `make install` and `make test`.
+PYTHON ?= python3
+SKY_VENV ?= .venv-sky
+
+.PHONY: install install-browser install-sky test lint quickstart
+
+install:
+	$(PYTHON) -m pip install --quiet torch==2.13.0
+	$(PYTHON) -m pip install --quiet -e ".[all,dev]"
+	$(MAKE) install-browser install-sky
+
+# Debian's chromium for the web-demo browser test (never `playwright install`).
+install-browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: install Debian's chromium for the browser test (it is skipped without it)"; fi
+
+# SkyPilot lives in its own venv: it does not resolve beside transformers 5 (see README).
+install-sky:
+	@[ -x $(SKY_VENV)/bin/python ] || $(PYTHON) -m venv $(SKY_VENV)
+	$(SKY_VENV)/bin/python -m pip install --quiet "skypilot==0.14.1"
+
+test:
+	$(PYTHON) -m pytest -q
+
+lint:
+	ruff check . && ruff format --check .
+
+quickstart:
+	fastchat-lite quickstart

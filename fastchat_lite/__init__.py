@@ -1,0 +1,57 @@
+"""fastchat-lite core: templates, tokenize + loss mask, model loading, configs.
+
+Importing this package is cheap: nothing here imports torch or transformers at import time.
+"""
+
+from __future__ import annotations
+
+from fastchat_lite.errors import (
+    ConversationError,
+    FastChatLiteError,
+    InputFileError,
+    MissingExtraError,
+    NoTrainableTokensError,
+    UnknownTemplateError,
+)
+from fastchat_lite.jinja_export import chat_template
+from fastchat_lite.masking import (
+    IGNORE_INDEX,
+    encode_conversation,
+    stop_token_ids,
+    tokenize_conversation,
+    tokenize_prompt,
+)
+from fastchat_lite.messages import Message, to_messages, to_sharegpt
+from fastchat_lite.templates import (
+    Template,
+    get_template,
+    list_templates,
+    register_template,
+    render_prompt,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IGNORE_INDEX",
+    "ConversationError",
+    "FastChatLiteError",
+    "InputFileError",
+    "Message",
+    "MissingExtraError",
+    "NoTrainableTokensError",
+    "Template",
+    "UnknownTemplateError",
+    "__version__",
+    "chat_template",
+    "encode_conversation",
+    "get_template",
+    "list_templates",
+    "register_template",
+    "render_prompt",
+    "stop_token_ids",
+    "to_messages",
+    "to_sharegpt",
+    "tokenize_conversation",
+    "tokenize_prompt",
+]

@@ -1,0 +1,171 @@
+"""Reading ShareGPT-style inputs and writing outputs atomically.
+
+Readers stream: a JSONL file is read line by line and a JSON list is parsed record by record,
+so a 1 GB dump never sits in memory whole. Writers write to a temp file in the target's
+directory and rename it into place, so an interrupted run never leaves a half file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from fastchat_lite.errors import InputFileError
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as read: ``value`` is the parsed JSON, or ``None`` with ``error`` set."""
+
+    index: int
+    value: Any
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temp file next to ``path``; on success fsync and rename it over ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    with atomic_write(path) as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+
+
+def _first_char(path: Path) -> str:
+    with path.open("rb") as handle:
+        while chunk := handle.read(4096):
+            stripped = chunk.lstrip(b"\xef\xbb\xbf \t\r\n")
+            if stripped:
+                return chr(stripped[0])
+    return ""
+
+
+def _iter_jsonl(path: Path) -> Iterator[RawRecord]:
+    with path.open("rb") as handle:
+        index = 0
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield RawRecord(index, None, f"line is not valid UTF-8 ({exc.reason})")
+            except json.JSONDecodeError as exc:
+                yield RawRecord(index, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            else:
+                yield RawRecord(index, value)
+            index += 1
+
+
+def _iter_json_list(path: Path, chunk_size: int = 1 << 20) -> Iterator[RawRecord]:
+    """Stream the elements of a top-level JSON list without loading the file whole."""
+    decoder = json.JSONDecoder()
+    with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
+        buf = handle.read(chunk_size).lstrip("\ufeff \t\r\n")
+        if not buf.startswith("["):
+            raise InputFileError(f"{path}: expected a JSON list or JSON lines")
+        pos, index, eof = 1, 0, False
+        while True:
+            while True:  # skip whitespace and separators
+                while pos < len(buf) and buf[pos] in " \t\r\n,":
+                    pos += 1
+                if pos < len(buf) or eof:
+                    break
+                more = handle.read(chunk_size)
+                eof = not more
+                buf, pos = buf[pos:] + more, 0
+            if pos >= len(buf):
+                raise InputFileError(f"{path}: JSON list is not closed (truncated file?)")
+            if buf[pos] == "]":
+                return
+            while True:
+                try:
+                    value, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as exc:
+                    if eof:
+                        raise InputFileError(
+                            f"{path}: record {index} is not valid JSON ({exc.msg}); "
+                            "the rest of the list cannot be read"
+                        ) from None
+                    more = handle.read(chunk_size)
+                    eof = not more
+                    buf, pos = buf[pos:] + more, 0
+            if _has_surrogates(value):
+                yield RawRecord(index, None, "record is not valid UTF-8")
+            else:
+                yield RawRecord(index, value)
+            index += 1
+            buf, pos = buf[end:], 0
+
+
+def _has_surrogates(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogates(v) for v in value)
+    return False
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[RawRecord]:
+    """Records of a JSON list or JSONL file, streamed; unreadable *records* carry ``error``.
+
+    Raises :class:`InputFileError` when the file as a whole cannot be read.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise InputFileError(f"{source}: no such file")
+    first = _first_char(source)
+    if first == "[":
+        return _iter_json_list(source)
+    if first in ("{", ""):
+        return _iter_jsonl(source)
+    raise InputFileError(f"{source}: expected a JSON list or JSON lines, found {first!r} first")
+
+
+def read_records(path: str | os.PathLike[str]) -> list[Any]:
+    """All well-formed records of a small file (tests, tools); bad ones raise."""
+    values = []
+    for record in iter_records(path):
+        if record.error:
+            raise InputFileError(f"{path}: record {record.index}: {record.error}")
+        values.append(record.value)
+    return values
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterator[Any] | list[Any]) -> int:
+    """Write records as JSON lines atomically; returns how many were written."""
+    count = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count

@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny tokenizers and models built locally, never downloaded or committed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# ../shared/data beside the checkout (CI clones main with shared/ next to it).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def identity_conversations() -> list[dict]:
+    path = SHARED_DATA / "identity_conversations.json"
+    if not path.is_file():
+        pytest.skip(f"shared reference data not found at {path}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+SAMPLE_TEXTS = [
+    "Hello! How can I help you today?",
+    "Write a Python function that adds two numbers.",
+    "def add(a, b):\n    return a + b",
+    "你好，世界！今天天气很好。",
+    "Emoji test 🎉🚀 works fine 👍",
+    "USER: ASSISTANT: </s> <s> <|im_start|> [INST] [/INST] ### Instruction:",
+    "The quick brown fox jumps over the lazy dog. 1234567890",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A byte-level BPE tokenizer trained locally and saved with save_pretrained."""
+    from fastchat_lite.tiny import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny-tokenizer")
+    train_tokenizer(SAMPLE_TEXTS * 20, vocab_size=600).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_tokenizer_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init Llama (2 layers, hidden 64) with its tokenizer, loadable by from_pretrained."""
+    from fastchat_lite.tiny import TinyModelConfig, build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    config = TinyModelConfig(
+        vocab_size=600,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    return build_tiny_model(out, SAMPLE_TEXTS * 20, config)
