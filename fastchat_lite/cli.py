@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="From raw chat logs to a served chat model: data, train, serve.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for _name, module_name in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

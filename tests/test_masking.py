@@ -28,7 +28,11 @@ INJECTIONS = [
 
 
 def _trained_text(tokenizer, out) -> str:
-    ids = [t for t, label in zip(out["input_ids"], out["labels"]) if label != IGNORE_INDEX]
+    ids = [
+        t
+        for t, label in zip(out["input_ids"], out["labels"], strict=False)
+        if label != IGNORE_INDEX
+    ]
     return tokenizer.decode(ids)
 
 
