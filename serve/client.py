@@ -1,0 +1,173 @@
+"""Async client for the controller + worker path, shared by the API server, web demo and chat CLI.
+
+A request asks the controller for a worker address, then streams NDJSON
+:class:`~serve.protocol.GenerateChunk` lines from that worker. A worker that refuses the
+connection is reported to the controller (which drops it at once) and the request is retried on
+another worker, so a dead worker costs one fast round trip, not a timeout. Closing a stream early
+closes the HTTP response, which makes the worker cancel the sequence and free its slot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing, suppress
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from serve.errors import NoWorkerError, ServeError, WorkerFailedError, error_from_status
+from serve.protocol import (
+    ErrorResponse,
+    GenerateChunk,
+    GenerateRequest,
+    ListModelsResponse,
+    SamplingParams,
+    WorkerAddressResponse,
+)
+
+CONNECT_ATTEMPTS = 3  # workers tried per request when connections are refused
+
+
+def _raise_for_error_body(response: httpx.Response, body: bytes, who: str) -> None:
+    if response.status_code == 200:
+        return
+    try:
+        info = ErrorResponse.model_validate_json(body).error
+    except ValidationError:
+        raise ServeError(
+            f"{who} answered HTTP {response.status_code}: {body[:200].decode(errors='replace')}",
+            status_code=502,
+        ) from None
+    raise error_from_status(response.status_code, info.message, info.code, info.param)
+
+
+class ServeClient:
+    """Talks to one controller and, through it, to the workers.
+
+    ``http`` may be injected (tests pass an in-process transport); otherwise the client owns an
+    ``httpx.AsyncClient`` and closes it in :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        controller_url: str,
+        *,
+        timeout: float = 60.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.controller_url = controller_url.rstrip("/")
+        self.timeout = timeout
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def _controller(self, path: str, payload: dict[str, Any]) -> bytes:
+        try:
+            response = await self._http.post(f"{self.controller_url}{path}", json=payload)
+        except httpx.HTTPError as exc:
+            raise ServeError(
+                f"controller at {self.controller_url} is unreachable ({type(exc).__name__}); "
+                "is `fastchat-lite serve controller` running?",
+                status_code=503,
+                code="controller_unreachable",
+            ) from None
+        _raise_for_error_body(response, response.content, "controller")
+        return response.content
+
+    async def list_models(self) -> list[str]:
+        """Names of the models that at least one live worker serves."""
+        body = await self._controller("/list_models", {})
+        return ListModelsResponse.model_validate_json(body).models
+
+    async def get_worker(self, model: str) -> WorkerAddressResponse:
+        """Raises :class:`ModelNotFoundError` (never served) or :class:`NoWorkerError`."""
+        body = await self._controller("/get_worker_address", {"model": model})
+        return WorkerAddressResponse.model_validate_json(body)
+
+    async def report_failure(self, worker_address: str) -> None:
+        """Tell the controller a worker is unreachable so it stops dispatching to it."""
+        with suppress(ServeError):  # the controller is down too; its expiry will catch up
+            await self._controller("/report_failure", {"worker_address": worker_address})
+
+    async def generate_stream(
+        self, model: str, request: GenerateRequest
+    ) -> AsyncIterator[GenerateChunk]:
+        """Chunks of one sequence; the last has ``finish_reason``. Raises :class:`ServeError`."""
+        payload = request.model_dump(mode="json", exclude_none=True)
+        for _attempt in range(CONNECT_ATTEMPTS):
+            worker = await self.get_worker(model)
+            url = f"{worker.address}/worker_generate_stream"
+            try:
+                async with self._http.stream("POST", url, json=payload) as response:
+                    if response.status_code != 200:
+                        _raise_for_error_body(response, await response.aread(), "worker")
+                    async for chunk in self._read_chunks(response, worker.address):
+                        yield chunk
+                    return
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                await self.report_failure(worker.address)  # nothing was sent: try another
+        raise NoWorkerError(f"no reachable worker serves model {model!r}; try again shortly")
+
+    async def _read_chunks(
+        self, response: httpx.Response, address: str
+    ) -> AsyncIterator[GenerateChunk]:
+        try:
+            async for line in response.aiter_lines():
+                if not line:
+                    continue
+                chunk = GenerateChunk.model_validate(json.loads(line))
+                if chunk.error is not None:
+                    info = chunk.error
+                    raise error_from_status(
+                        chunk.error_status or 500, info.message, info.code, info.param
+                    )
+                yield chunk
+                if chunk.finish_reason is not None:
+                    return
+        except (httpx.TransportError, json.JSONDecodeError, ValidationError) as exc:
+            await self.report_failure(address)
+            raise WorkerFailedError(
+                f"worker {address} failed mid-request ({type(exc).__name__}); please retry"
+            ) from None
+        await self.report_failure(address)
+        raise WorkerFailedError(f"worker {address} closed the stream before finishing")
+
+    async def stream_chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        max_tokens: int = 256,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+    ) -> AsyncIterator[str]:
+        """Text deltas of the assistant's reply to OpenAI-style ``messages``."""
+        try:
+            request = GenerateRequest(
+                messages=messages,
+                params=SamplingParams(
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_tokens=max_tokens,
+                    stop=stop or [],
+                    seed=seed,
+                ),
+            )
+        except ValidationError as exc:
+            message = f"invalid chat request: {exc.errors()[0]['msg']}"
+            raise ServeError(message, status_code=400) from None
+        async with aclosing(self.generate_stream(model, request)) as chunks:
+            async for chunk in chunks:
+                if chunk.text:
+                    yield chunk.text
