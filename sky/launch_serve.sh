@@ -22,8 +22,14 @@ mkdir -p "${local_dir}"
 echo "launch_serve.sh: copying ${MODEL_DIR} to ${local_dir}" >&2
 find "${MODEL_DIR}" -mindepth 1 -maxdepth 1 -type f -exec cp -p {} "${local_dir}/" \;
 
+auth=()
+[[ -z "${API_KEY:-}" ]] || auth=(--api-key "${API_KEY}")
+
 exec fastchat-lite serve local \
   --model "${local_dir}" \
+  --model-name "${name}" \
+  --device cuda \
   --host 0.0.0.0 \
   --port "${PORT:-8000}" \
-  --no-web
+  --no-web \
+  "${auth[@]}"

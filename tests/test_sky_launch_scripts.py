@@ -210,10 +210,20 @@ def test_serve_copies_only_the_model_files_and_serves_them_on_all_interfaces(
     assert calls == [
         {
             "tool": "fastchat-lite",
-            "argv": ["serve", "local", "--model", str(local), "--host", "0.0.0.0",
-                     "--port", "8000", "--no-web"],
+            "argv": ["serve", "local", "--model", str(local), "--model-name", "vicuna-7b",
+                     "--device", "cuda", "--host", "0.0.0.0", "--port", "8000", "--no-web"],
         }
     ]  # fmt: skip
+
+
+def test_serve_with_an_api_key_requires_it(tmp_path: Path) -> None:
+    model = tmp_path / "vicuna-7b"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    env = {**_yaml_envs("serve.yaml"), "MODEL_DIR": str(model), "API_KEY": "sk-test"}
+    code, stderr, calls = _run(["launch_serve.sh"], tmp_path, env, "fastchat-lite")
+    assert code == 0, stderr
+    assert calls[0]["argv"][-2:] == ["--api-key", "sk-test"]
 
 
 def test_serve_without_a_finished_model_says_so(tmp_path: Path) -> None:
@@ -227,3 +237,44 @@ def test_scripts_are_valid_bash() -> None:
         proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert proc.returncode == 0, f"{script.name}: {proc.stderr}"
     assert os.access(SKY / "launch_train.sh", os.R_OK)
+
+
+def _parse_with_the_real_cli(module: str, argv: list[str]) -> object:
+    """Parse ``argv`` (starting at the subcommand) with the project's own parser for it."""
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="fastchat-lite")
+    importlib.import_module(module).add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_the_trainer_accepts_every_flag_the_launch_script_passes(tmp_path: Path) -> None:
+    from fastchat_lite.config import build_config
+    from train.config import TrainConfig
+
+    env = _train_env(tmp_path, nodes=2, rank=1, DATA_PATH="/data/a.jsonl /data/b.jsonl")
+    code, stderr, calls = _run(["launch_train.sh"], tmp_path, env, "torchrun")
+    assert code == 0, stderr
+    argv = calls[0]["argv"]
+    config = build_config(TrainConfig, _parse_with_the_real_cli("train.cli", argv[7 + 5 :]))
+    assert argv[10:13] == ["-m", "fastchat_lite.cli", "train"]
+    assert config.data_path == ["/data/a.jsonl", "/data/b.jsonl"]
+    assert config.output_dir == "/checkpoints/vicuna-7b" and config.resume == "auto"
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (2, 4)
+    assert (config.learning_rate, config.num_train_epochs, config.max_length) == (2e-5, 3, 2048)
+    assert (config.warmup_ratio, config.lr_scheduler_type) == (0.03, "cosine")
+    assert config.fsdp == "full_shard" and config.gradient_checkpointing is True
+    config.validate()
+
+
+def test_the_server_accepts_every_flag_the_serve_script_passes(tmp_path: Path) -> None:
+    pytest.importorskip("serve.local", reason="serve local is not in this checkout yet")
+    model = tmp_path / "vicuna-7b"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    env = {**_yaml_envs("serve.yaml"), "MODEL_DIR": str(model), "API_KEY": "sk-test"}
+    code, stderr, calls = _run(["launch_serve.sh"], tmp_path, env, "fastchat-lite")
+    assert code == 0, stderr
+    args = _parse_with_the_real_cli("serve.cli", calls[0]["argv"])
+    assert args.serve_command == "local" and args.port == 8000 and args.host == "0.0.0.0"

@@ -33,11 +33,12 @@ from sky.utils import dag_utils, registry
 args = json.loads(sys.argv[1])
 
 
-def load_dag(path=None, text=None, envs=()):
-    envs = [tuple(kv) for kv in envs]
+def load_dag(path=None, text=None, envs=(), secrets=()):
+    # Exactly what `sky launch|jobs launch|serve up FILE --env K=V --secret K=V` call.
+    envs, secrets = [tuple(kv) for kv in envs], [tuple(kv) for kv in secrets]
     if text is not None:
-        return dag_utils.load_chain_dag_from_yaml_str(text, env_overrides=envs)
-    return dag_utils.load_chain_dag_from_yaml(path, env_overrides=envs)
+        return dag_utils.load_chain_dag_from_yaml_str(text, envs, secrets)
+    return dag_utils.load_chain_dag_from_yaml(path, envs, secrets)
 
 
 def load(path=None, text=None, envs=()):
@@ -77,6 +78,8 @@ def summary(task):
         s = task.service
         out["service"] = {
             "readiness_path": s.readiness_path,
+            "readiness_headers": s.readiness_headers,
+            "post_data": s.post_data,
             "initial_delay_seconds": s.initial_delay_seconds,
             "min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
             "target_qps_per_replica": s.target_qps_per_replica,
@@ -103,7 +106,7 @@ def mutated(path, edit):
 
 result = {"version": sky.__version__, "tasks": {}, "roundtrip_equal": {}, "errors": {}}
 for key, spec in args["yamls"].items():
-    dag = load_dag(spec["path"], envs=spec["envs"])
+    dag = load_dag(spec["path"], envs=spec["envs"], secrets=spec.get("secrets", ()))
     result["tasks"][key] = summary(dag.tasks[0])
     # What the client sends the API server: the task dumped to YAML, parsed there again.
     again = dag_utils.load_chain_dag_from_yaml_str(dag_utils.dump_chain_dag_to_yaml_str(dag))
@@ -153,7 +156,11 @@ def sky_result(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "path": "sky/train.yaml",
                 "envs": [["CKPT_BUCKET", "my-ckpts"], ["DATA_SOURCE", str(data)]],
             },
-            "serve": {"path": "sky/serve.yaml", "envs": [["CKPT_BUCKET", "my-ckpts"]]},
+            "serve": {
+                "path": "sky/serve.yaml",
+                "envs": [["CKPT_BUCKET", "my-ckpts"]],
+                "secrets": [["API_KEY", "sk-test"]],
+            },
         }
     }
     env = {
@@ -232,10 +239,17 @@ def test_train_sets_up_with_the_flash_extra_and_runs_the_launch_script(sky_resul
     assert train["run"] == "bash sky/launch_train.sh"
 
 
-def test_serve_is_a_skyserve_service_probing_v1_models(sky_result: dict) -> None:
+def test_serve_is_ready_only_once_the_model_answers(sky_result: dict) -> None:
     serve = sky_result["tasks"]["serve"]
     service = serve["service"]
-    assert service["readiness_path"] == "/v1/models"
+    # GET /v1/models is 200 (empty list) while the worker still loads: probe a real completion.
+    assert service["readiness_path"] == "/v1/chat/completions"
+    assert service["post_data"] == {
+        "model": "vicuna-7b",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 1,
+    }
+    assert service["readiness_headers"] == {"Authorization": "Bearer sk-test"}  # --secret API_KEY
     assert service["initial_delay_seconds"] >= 600  # setup + copying + loading weights
     assert (service["min_replicas"], service["max_replicas"]) == (1, 4)
     assert service["target_qps_per_replica"] > 0
@@ -245,6 +259,7 @@ def test_serve_is_a_skyserve_service_probing_v1_models(sky_result: dict) -> None
     assert all(r["job_recovery"] is None for r in serve["resources"])  # SkyServe refuses it
     assert serve["storage_mounts"]["/checkpoints"]["mode"] == "MOUNT"
     assert serve["storage_mounts"]["/checkpoints"]["name"] == "my-ckpts"
+    assert serve["secrets"] == ["API_KEY"]
     assert serve["run"] == "bash sky/launch_serve.sh"
     assert serve["setup"] == "bash sky/setup_node.sh serve"
 
