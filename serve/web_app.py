@@ -53,7 +53,7 @@ def _sampling_controls(limits: WebLimits) -> tuple[gr.Textbox, gr.Slider, gr.Sli
 def build_chat_tab(client: ChatClient, limits: WebLimits, export_dir: Path | None) -> Any:
     """Single-model chat: returns the (dropdown, status, refresh callback) for page load."""
     history = gr.State([])
-    with gr.Row(equal_height=True):
+    with gr.Row():
         model = gr.Dropdown(
             label="Model", choices=[], value=None, scale=4, elem_id="fcl-model", interactive=True
         )
