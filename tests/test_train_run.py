@@ -71,8 +71,10 @@ def test_output_dir_loads_as_hf_model_with_our_chat_template(trained):
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert (out / "model.safetensors").is_file()
     assert tokenizer.chat_template == chat_template("vicuna_v1.1")
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=True,
-                                        add_generation_prompt=True, return_tensors="pt")  # fmt: skip
+    messages = [{"role": "user", "content": "hello"}]
+    ids = tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=True, return_tensors="pt"
+    )
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     assert model.generate(ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
 
