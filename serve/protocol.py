@@ -231,7 +231,7 @@ class CompletionRequest(_GenerationRequest):
 class CompletionChoice(_Schema):
     index: int
     text: str
-    finish_reason: FinishReason | None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 

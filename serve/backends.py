@@ -1,0 +1,117 @@
+"""Build a worker's engine from a model directory: the batching HF engine, or vLLM on a GPU.
+
+Both engines offer the same small surface the worker uses: ``generate(prompt_ids, params)`` as
+an async iterator of :class:`~serve.engine.EngineOutput`, ``max_new_tokens``, ``running``,
+``waiting``, ``max_batch_size`` and ``context_length``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastchat_lite.errors import FastChatLiteError, MissingExtraError
+from fastchat_lite.model_loading import check_model_dir, load_model, load_tokenizer
+from serve.engine import EngineOutput, GenerationEngine
+from serve.prompting import PromptBuilder, resolve_template
+from serve.protocol import SamplingParams
+from serve.worker import WorkerConfig, WorkerService
+
+
+def build_service(config: WorkerConfig) -> WorkerService:
+    """Load tokenizer + model, pick the template, start the engine."""
+    import torch
+
+    check_model_dir(config.model)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise FastChatLiteError("--device cuda was given but no CUDA GPU is visible; use cpu")
+    tokenizer = load_tokenizer(config.model)
+    prompts = PromptBuilder(tokenizer, resolve_template(tokenizer, config.template))
+    name = config.model_name or Path(config.model).resolve().name
+    if config.backend == "vllm":
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(config.model)
+        context = config.context_length or _context_length(model_config, tokenizer)
+        engine: Any = VllmEngine(config, prompts.stop_ids, context)
+    else:
+        model = load_model(config.model, dtype=config.dtype, device=config.device).eval()
+        context = config.context_length or _context_length(model.config, tokenizer)
+        engine = GenerationEngine(
+            model,
+            tokenizer,
+            context_length=context,
+            stop_token_ids=prompts.stop_ids,
+            max_batch_size=config.max_batch_size,
+        ).start()
+    return WorkerService(engine, prompts, [name])
+
+
+def _context_length(model_config: Any, tokenizer: Any) -> int:
+    for key in ("max_position_embeddings", "max_sequence_length", "seq_length", "n_positions"):
+        value = getattr(model_config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", 0)
+    return limit if 0 < limit < 1_000_000 else 2048
+
+
+class VllmEngine:
+    """Thin adapter over ``vllm.AsyncLLMEngine`` (GPU only); vLLM does its own batching."""
+
+    def __init__(self, config: WorkerConfig, stop_ids: list[int], context_length: int) -> None:
+        import torch
+
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingExtraError(
+                "--backend vllm needs vLLM: `pip install 'fastchat-lite[vllm]'` on a CUDA machine"
+            )
+        if not torch.cuda.is_available():
+            raise FastChatLiteError("--backend vllm needs a CUDA GPU; use --backend hf on CPU")
+        from vllm import AsyncEngineArgs, AsyncLLMEngine
+
+        args = AsyncEngineArgs(
+            model=config.model, max_num_seqs=config.max_batch_size, max_model_len=context_length
+        )
+        self.engine = AsyncLLMEngine.from_engine_args(args)
+        self.stop_ids = stop_ids
+        self.max_batch_size = config.max_batch_size
+        self.context_length = context_length
+        self.running = self.waiting = 0
+
+    def max_new_tokens(self, prompt_len: int, requested: int | None) -> int:
+        return GenerationEngine.max_new_tokens(self, prompt_len, requested)  # type: ignore[arg-type]
+
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[EngineOutput]:
+        from vllm import SamplingParams as VllmParams
+        from vllm.utils import random_uuid
+
+        vparams = VllmParams(
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k if params.top_k > 0 else -1,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            repetition_penalty=params.repetition_penalty,
+            max_tokens=self.max_new_tokens(len(prompt_ids), params.max_tokens),
+            stop=params.stop or None,
+            stop_token_ids=[*self.stop_ids, *params.stop_token_ids],
+            seed=params.seed,
+            ignore_eos=params.ignore_eos,
+        )
+        sent, self.running = 0, self.running + 1
+        try:
+            prompt = {"prompt_token_ids": prompt_ids}
+            async for result in self.engine.generate(prompt, vparams, random_uuid()):
+                out = result.outputs[0]
+                finish = out.finish_reason if out.finish_reason in ("stop", "length") else None
+                yield EngineOutput(out.text[sent:], len(prompt_ids), len(out.token_ids), finish)
+                sent = len(out.text)
+        finally:
+            self.running -= 1

@@ -1,0 +1,114 @@
+"""Per-sequence decoding pieces: logits processing, sampling, incremental detokenization, stops.
+
+Kept apart from the batching loop in :mod:`serve.engine` so each rule is small and unit-testable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from serve.protocol import SamplingParams
+
+DETOKENIZE_CONTEXT = 5  # prompt tokens decoded with the first output token (leading spaces)
+
+
+def apply_penalties(
+    logits: torch.Tensor, params: SamplingParams, prompt_ids: list[int], output_ids: list[int]
+) -> torch.Tensor:
+    """Repetition (HF, multiplicative over prompt+output), presence and frequency (OpenAI,
+    additive over the output) penalties on one row of logits."""
+    if params.repetition_penalty != 1.0:
+        seen = torch.tensor(sorted(set(prompt_ids) | set(output_ids)), dtype=torch.long)
+        picked = logits[seen]
+        logits[seen] = torch.where(
+            picked > 0, picked / params.repetition_penalty, picked * params.repetition_penalty
+        )
+    if output_ids and (params.presence_penalty or params.frequency_penalty):
+        counts = torch.bincount(torch.tensor(output_ids), minlength=logits.shape[-1])
+        counts = counts[: logits.shape[-1]].to(logits.dtype)
+        logits -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0)
+    return logits
+
+
+def sample_token(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
+) -> int:
+    """Greedy when temperature is 0, else temperature -> top-k -> top-p -> multinomial."""
+    if params.greedy:
+        return int(logits.argmax())
+    logits = logits / params.temperature
+    if params.top_k > 0 and params.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, params.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits.float(), dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        cumulative = torch.cumsum(sorted_probs, dim=-1)
+        drop = cumulative - sorted_probs > params.top_p  # keep the token that crosses top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class IncrementalDetokenizer:
+    """Text deltas for a growing list of ids, never emitting half of a multi-byte character.
+
+    Decodes only a short window (the vLLM prefix/read offsets), so each step costs O(1) and a
+    sentencepiece leading space is kept by decoding a few prompt tokens as context.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_ids: list[int]) -> None:
+        self.tokenizer = tokenizer
+        self.ids = list(prompt_ids[-DETOKENIZE_CONTEXT:])
+        self.prefix_offset = 0
+        self.read_offset = len(self.ids)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        prefix_text = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        new_text = self._decode(self.ids[self.prefix_offset :])
+        if len(new_text) <= len(prefix_text) or new_text.endswith("\ufffd"):
+            return ""  # an incomplete UTF-8 sequence: wait for the next byte token
+        self.prefix_offset = self.read_offset
+        self.read_offset = len(self.ids)
+        return new_text[len(prefix_text) :]
+
+
+class StopStrings:
+    """Finds stop strings in streamed text and holds back any tail that could start one."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.text = ""
+        self.sent = 0
+
+    def feed(self, delta: str) -> tuple[str, bool]:
+        """(text safe to emit now, whether a stop string ended the reply)."""
+        if not self.stops:
+            return delta, False
+        start = max(0, len(self.text) - max(len(s) for s in self.stops))
+        self.text += delta
+        hits = [p for p in (self.text.find(s, start) for s in self.stops) if p >= 0]
+        if hits:
+            end = min(hits)
+            out, self.sent = self.text[self.sent : end], max(end, self.sent)
+            return out, True
+        hold = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(self.text)), hold, -1):
+                if self.text.endswith(stop[:k]):
+                    hold = k
+                    break
+        end = len(self.text) - hold
+        out, self.sent = self.text[self.sent : end], max(end, self.sent)
+        return out, False
+
+    def flush(self) -> str:
+        """The held-back tail, emitted when the reply ends for another reason."""
+        out, self.sent = self.text[self.sent :], len(self.text)
+        return out

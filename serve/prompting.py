@@ -1,0 +1,76 @@
+"""From a generate request to prompt token ids, with the same rules the trainer used.
+
+Template choice, in order: ``--template``; the registry template named in the tokenizer's
+exported ``chat_template`` (``template_name_from_chat_template``); the tokenizer's own
+``chat_template`` via ``apply_chat_template``; ``vicuna_v1.1``. Registry templates tokenize
+through :func:`fastchat_lite.tokenize_prompt`, so text a user types (``</s>``, ``<|im_start|>``)
+stays text and cannot inject a special token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastchat_lite import stop_token_ids, tokenize_prompt
+from fastchat_lite.errors import ConversationError
+from fastchat_lite.jinja_export import template_name_from_chat_template
+from fastchat_lite.templates import get_template
+from serve.errors import InvalidRequestError
+from serve.protocol import GenerateRequest, SamplingParams
+
+FALLBACK_TEMPLATE = "vicuna_v1.1"
+
+
+def resolve_template(tokenizer: Any, requested: str | None) -> str | None:
+    """A registry template name, or ``None`` to use the tokenizer's own chat template."""
+    if requested:
+        return get_template(requested).name  # raises UnknownTemplateError with the choices
+    chat_template = getattr(tokenizer, "chat_template", None)
+    name = template_name_from_chat_template(chat_template)
+    if name:
+        return name
+    return None if chat_template else FALLBACK_TEMPLATE
+
+
+class PromptBuilder:
+    """Tokenizes requests for one model; ``template=None`` means the tokenizer's Jinja."""
+
+    def __init__(self, tokenizer: Any, template: str | None) -> None:
+        self.tokenizer = tokenizer
+        self.template = template
+        if template is not None:
+            self.stop_ids = stop_token_ids(tokenizer, template)
+            self.stop_strings = list(get_template(template).stop_strings)
+        else:
+            eos = tokenizer.eos_token_id
+            self.stop_ids = [eos] if eos is not None else []
+            self.stop_strings = []
+
+    def prompt_ids(self, request: GenerateRequest) -> list[int]:
+        if request.prompt is not None:
+            return list(self.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
+        messages = [m.as_dict() for m in request.messages or []]
+        try:
+            if self.template is not None:
+                return tokenize_prompt(messages, self.tokenizer, self.template)
+            return self._apply_chat_template(messages)
+        except ConversationError as exc:
+            raise InvalidRequestError(str(exc), param="messages", code="invalid_messages") from None
+
+    def _apply_chat_template(self, messages: list[dict[str, str]]) -> list[int]:
+        try:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True
+            )
+        except Exception as exc:  # Jinja raise_exception() and template errors
+            message = f"the model's chat template rejected the messages: {exc}"
+            raise ConversationError(message) from None
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def with_template_stops(self, params: SamplingParams) -> SamplingParams:
+        extra = [s for s in self.stop_strings if s not in params.stop]
+        if not extra:
+            return params
+        return params.model_copy(update={"stop": [*params.stop, *extra]})

@@ -1,0 +1,169 @@
+"""The model worker: one model behind a batching engine, streaming NDJSON to its callers.
+
+``POST /worker_generate_stream`` takes a :class:`~serve.protocol.GenerateRequest` and answers
+one :class:`~serve.protocol.GenerateChunk` per line. Prompt errors (bad conversation shape, a
+prompt longer than the context) are answered before streaming starts, as 400 in OpenAI's error
+shape. If the caller disconnects, the stream's ``finally`` cancels the sequence so its batch slot
+is freed at the next step. A background task registers with the controller and heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from serve.config import WorkerConfig
+from serve.error_handlers import install_error_handlers
+from serve.errors import ContextLengthError
+from serve.prompting import PromptBuilder
+from serve.protocol import (
+    ErrorInfo,
+    GenerateChunk,
+    GenerateRequest,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    RegisterWorkerRequest,
+    RegisterWorkerResponse,
+    WorkerStatus,
+)
+
+log = logging.getLogger(__name__)
+
+
+class WorkerService:
+    """Turns generate requests into engine streams. ``engine`` needs ``generate``/``running``/
+    ``waiting``/``max_batch_size``/``max_new_tokens`` (the HF engine or the vLLM adapter)."""
+
+    def __init__(self, engine: Any, prompts: PromptBuilder, model_names: list[str]) -> None:
+        self.engine = engine
+        self.prompts = prompts
+        self.model_names = model_names
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.context_length
+
+    def status(self) -> WorkerStatus:
+        running, waiting = self.engine.running, self.engine.waiting
+        return WorkerStatus(
+            model_names=self.model_names,
+            capacity=self.engine.max_batch_size,
+            context_length=self.context_length,
+            queue_length=running + waiting,
+            running=running,
+            waiting=waiting,
+        )
+
+    def prepare(self, request: GenerateRequest) -> tuple[list[int], Any]:
+        """Prompt ids and params; raises 400-class errors before any streaming starts."""
+        ids = self.prompts.prompt_ids(request)
+        params = self.prompts.with_template_stops(request.params)
+        try:
+            self.engine.max_new_tokens(len(ids), params.max_tokens)
+        except ContextLengthError as exc:
+            exc.param = "messages" if request.messages is not None else "prompt"
+            raise
+        return ids, params
+
+    async def stream(self, ids: list[int], params: Any) -> AsyncIterator[bytes]:
+        stream = self.engine.generate(ids, params)
+        async with contextlib.aclosing(stream):
+            async for out in stream:
+                chunk = GenerateChunk(
+                    text=out.text,
+                    prompt_tokens=out.prompt_tokens,
+                    completion_tokens=out.completion_tokens,
+                )
+                if out.finish_reason == "error":
+                    message = out.error or "generation failed"
+                    chunk.error = ErrorInfo(message=message, type="server_error")
+                    chunk.error_status = 500
+                else:
+                    chunk.finish_reason = out.finish_reason
+                yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
+
+
+async def _register(http: httpx.AsyncClient, config: WorkerConfig, service: WorkerService) -> float:
+    status = service.status()
+    req = RegisterWorkerRequest(
+        worker_address=config.address,
+        model_names=service.model_names,
+        capacity=status.capacity,
+        context_length=status.context_length,
+        queue_length=status.queue_length,
+    )
+    response = await http.post("/register_worker", json=req.model_dump())
+    response.raise_for_status()
+    log.info("registered with controller %s as %s", config.controller, config.address)
+    return RegisterWorkerResponse.model_validate_json(response.content).heartbeat_interval
+
+
+async def heartbeat_loop(config: WorkerConfig, service: WorkerService) -> None:
+    """Register, then heartbeat forever; re-register whenever the controller forgot us."""
+    headers = {"Authorization": f"Bearer {config.worker_secret}"} if config.worker_secret else {}
+    async with httpx.AsyncClient(
+        base_url=config.controller, headers=headers, timeout=5.0, trust_env=False
+    ) as http:
+        interval, registered = 1.0, False
+        while True:
+            try:
+                if not registered:
+                    interval, registered = await _register(http, config, service), True
+                else:
+                    beat = HeartbeatRequest(
+                        worker_address=config.address, queue_length=service.status().queue_length
+                    )
+                    response = await http.post("/heartbeat", json=beat.model_dump())
+                    response.raise_for_status()
+                    registered = HeartbeatResponse.model_validate_json(response.content).known
+                    if not registered:
+                        log.warning("controller does not know this worker; registering again")
+                        continue
+            except httpx.HTTPStatusError as exc:
+                log.error("controller refused this worker: HTTP %s", exc.response.status_code)
+                registered = False
+            except httpx.HTTPError as exc:
+                log.warning("controller %s unreachable (%s)", config.controller, exc)
+                registered = False
+            await asyncio.sleep(interval)
+
+
+def create_app(config: WorkerConfig, *, service: WorkerService, register: bool = True) -> FastAPI:
+    """The worker's HTTP app around an already-built ``service`` (engine injected)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(heartbeat_loop(config, service)) if register else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="fastchat-lite worker", lifespan=lifespan)
+    app.state.service = service
+    install_error_handlers(app)
+
+    @app.post("/worker_generate_stream")
+    async def generate_stream(req: GenerateRequest, request: Request) -> StreamingResponse:
+        service: WorkerService = request.app.state.service
+        ids, params = service.prepare(req)
+        return StreamingResponse(service.stream(ids, params), media_type="application/x-ndjson")
+
+    @app.get("/worker_status")
+    async def worker_status(request: Request) -> WorkerStatus:
+        return request.app.state.service.status()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
