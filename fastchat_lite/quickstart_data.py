@@ -130,23 +130,23 @@ def _sharegpt_id(rng: random.Random) -> str:
 def _good_record(rng: random.Random, bank: QA, computed: list[tuple[str, str]]) -> list[dict]:
     """1-3 exchanges: an optional greeting, a main question, optional follow-ups."""
     exchanges: list[tuple[str, str]] = []
-    if rng.random() < 0.2:
+    if rng.random() < 0.3:
         exchanges.append(rng.choice(TOPICS_SMALL_TALK))
-    if rng.random() < 0.6:
+    if rng.random() < 0.45:
         questions, answer, follow_ups = rng.choice(bank)
         exchanges.append((rng.choice(questions), answer))
         exchanges.extend(follow_ups[: rng.randint(0, len(follow_ups))])
-    elif rng.random() < 0.4:
+    elif rng.random() < 0.45:
         a, b = rng.randint(11, 999), rng.randint(11, 99)
         exchanges.append((f"What is {a} × {b}?", f"{a} × {b} = **{a * b}**."))
     else:
         exchanges.append(rng.choice(computed))
         if rng.random() < 0.3:
             exchanges.append(rng.choice(computed))
-    if rng.random() < 0.35:  # people switch topic within one chat
+    if rng.random() < 0.5:  # people switch topic within one chat
         questions, answer, _ = rng.choice(bank)
         exchanges.append((rng.choice(questions), answer))
-    if rng.random() < 0.3:
+    if rng.random() < 0.35:
         exchanges.append(rng.choice(FOLLOW_UPS))
     style = rng.randrange(3)
     turns = []

@@ -1,0 +1,226 @@
+"""``fastchat-lite quickstart``: the whole Vicuna path on a laptop CPU, from bundled data.
+
+raw ChatGPT-UI dump + identity conversations -> ``data clean`` -> ``init-model`` (tokenizer +
+small random Llama) -> ``data split`` -> ``train`` (packing, gradient checkpointing) -> ask the
+model who it is -> ``serve local`` and ask again through the OpenAI API. Every stage is the
+real command (see ``<workdir>/commands.sh``); finished stages are reused on a re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_NAME = "Vicuna"
+DEFAULT_ORG = "LMSYS"
+TEMPLATE = "vicuna_v1.1"
+# The identity data is small next to the sample dump: listing it several times in data_path
+# makes it dominate, so the name and organisation stick within the CPU budget.
+IDENTITY_REPEATS = 5
+MODEL_SETTINGS: dict[str, Any] = {
+    "vocab_size": 2048,
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "template": TEMPLATE,
+    "seed": 0,
+}
+TRAIN_SETTINGS: dict[str, Any] = {
+    "template": TEMPLATE,
+    "max_length": 512,
+    "num_train_epochs": 2,
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 2e-3,
+    "weight_decay": 0.0,
+    "warmup_ratio": 0.05,
+    "lr_scheduler_type": "cosine",
+    "packing": True,
+    "gradient_checkpointing": True,
+    "attn_implementation": "sdpa",
+    "dtype": "fp32",
+    "save_steps": 0,
+    "logging_steps": 5,
+    "seed": 0,
+    "report_to": "none",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "quickstart",
+        help="clean bundled data, train a tiny model on the CPU, serve it, ask who it is",
+        description=(
+            "The whole path on bundled sample data, CPU only, nothing downloaded: "
+            "data clean -> init-model -> data split -> train -> serve local. "
+            "Re-running reuses finished stages."
+        ),
+    )
+    parser.add_argument("--workdir", default="fastchat-lite-quickstart", help="where to work")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="the assistant's name")
+    parser.add_argument("--org", default=DEFAULT_ORG, help="the organisation that made it")
+    parser.add_argument("--no-serve", action="store_true", help="stop after training + check")
+    parser.add_argument("--force", action="store_true", help="redo every stage")
+    parser.add_argument("--port", type=int, default=8000, help="API port (a free one if busy)")
+    parser.add_argument("--web-port", type=int, default=7860, help="web demo port (ditto)")
+    parser.add_argument(
+        "--exit-after-answer",
+        action="store_true",
+        help="stop the server after its first answer instead of waiting for Ctrl-C (scripts, CI)",
+    )
+    parser.set_defaults(run=run)
+
+
+class Paths:
+    """Where each stage reads and writes inside the workdir."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.raw_sample = workdir / "raw" / "sharegpt_sample.json"
+        self.raw_identity = workdir / "raw" / "identity.json"
+        self.clean_sample = workdir / "clean" / "sample.jsonl"
+        self.clean_identity = workdir / "clean" / "identity.jsonl"
+        self.base_model = workdir / "models" / "base"
+        self.split_sample = workdir / "split" / "sample.jsonl"
+        self.split_identity = workdir / "split" / "identity.jsonl"
+        self.train_config = workdir / "train.yaml"
+        self.trained_model = workdir / "models" / "trained"
+        self.serve_log = workdir / "logs" / "serve.log"
+        self.answers = workdir / "identity_answers.json"
+
+
+def _write_raw_data(paths: Paths, name: str, org: str) -> None:
+    from fastchat_lite.io import write_json
+    from fastchat_lite.quickstart_data import identity_records, load_sample_dump
+
+    write_json(paths.raw_sample, load_sample_dump())
+    write_json(paths.raw_identity, identity_records(name, org))
+
+
+def _write_train_config(paths: Paths) -> None:
+    import yaml
+
+    from fastchat_lite.io import atomic_write
+
+    config = {
+        "model_name_or_path": str(paths.base_model),
+        "data_path": [str(paths.split_identity)] * IDENTITY_REPEATS + [str(paths.split_sample)],
+        "output_dir": str(paths.trained_model),
+        **TRAIN_SETTINGS,
+    }
+    with atomic_write(paths.train_config) as handle:
+        handle.write("# Written by fastchat-lite quickstart; edit and re-run train with it.\n")
+        yaml.safe_dump(config, handle, sort_keys=False)
+
+
+def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
+    from fastchat_lite.quickstart_stages import Stage
+
+    model_flags = [f"--{k.replace('_', '-')}={v}" for k, v in MODEL_SETTINGS.items()]
+    max_length = str(TRAIN_SETTINGS["max_length"])
+    clean = [
+        ["data", "clean", src, "-o", dst, "--report", dst.with_suffix(".report.json")]
+        for src, dst in ((paths.raw_sample, paths.clean_sample),
+                         (paths.raw_identity, paths.clean_identity))
+    ]  # fmt: skip
+    split = [
+        ["data", "split", src, "-o", dst, "--tokenizer", paths.base_model,
+         "--max-length", max_length, "--template", TEMPLATE]
+        for src, dst in ((paths.clean_sample, paths.split_sample),
+                         (paths.clean_identity, paths.split_identity))
+    ]  # fmt: skip
+    return [
+        Stage(
+            "raw", "Write the bundled raw data", [paths.raw_sample, paths.raw_identity],
+            {"name": name, "org": org}, action=lambda: _write_raw_data(paths, name, org),
+        ),
+        Stage("clean", "Clean: ChatGPT HTML -> Markdown, drop bad records",
+              [paths.clean_sample, paths.clean_identity], {}, commands=clean),
+        Stage(
+            "init", "Train a tokenizer, init a small Llama from scratch",
+            [paths.base_model / "config.json"], MODEL_SETTINGS,
+            commands=[["init-model", paths.clean_sample, paths.clean_identity,
+                       "-o", paths.base_model, *model_flags]],
+        ),
+        Stage("split", "Split long conversations to the training length",
+              [paths.split_sample, paths.split_identity], {}, commands=split),
+        Stage(
+            "train", "Train on the CPU (packing + gradient checkpointing)",
+            [paths.trained_model / "config.json"],
+            {"train": TRAIN_SETTINGS, "repeats": IDENTITY_REPEATS},
+            commands=[["train", "--config", paths.train_config]],
+        ),
+    ]  # fmt: skip
+
+
+def _train_summary(paths: Paths, console: Any) -> None:
+    """Final loss, trained-token fraction and the loss curve, from train's own log."""
+    log = paths.trained_model / "train_log.jsonl"
+    if log.is_file():
+        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
+        if rows:
+            last = rows[-1]
+            fraction = last.get("trained_token_fraction")
+            console.print(
+                f"final loss [bold]{last.get('loss', float('nan')):.3f}[/] after "
+                f"{last.get('step')} steps; "
+                + (f"trained-token fraction [bold]{fraction:.1%}[/]" if fraction else "")
+            )
+    curve = paths.trained_model / "loss_curve.png"
+    if curve.is_file():
+        console.print(f"loss curve: [link=file://{curve.resolve()}]{curve}[/]")
+
+
+def _write_answers(path: Path, results: list[Any]) -> None:
+    """What the model said, for scripts and CI to check."""
+    from fastchat_lite.io import write_json
+
+    write_json(path, [{"question": r.question, "answer": r.answer, "ok": r.ok} for r in results])
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fastchat_lite.quickstart_check import answers_table, check_identity
+    from fastchat_lite.quickstart_stages import StageRunner, timings_table
+
+    console = Console()
+    started = time.perf_counter()
+    paths = Paths(Path(args.workdir))
+    paths.workdir.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"[bold]fastchat-lite quickstart[/]: teaching a tiny model that it is "
+        f"[bold magenta]{args.name}[/], made by [bold magenta]{args.org}[/] "
+        f"(workdir {paths.workdir})"
+    )
+    runner = StageRunner(paths.workdir, console, force=args.force)
+    stages = build_stages(paths, args.name, args.org)
+    _write_train_config(paths)
+    runner.run_all(stages)
+    _train_summary(paths, console)
+
+    console.rule("[bold cyan]Ask the model who it is", align="left")
+    results = check_identity(paths.trained_model, args.name, args.org)
+    console.print(answers_table(results))
+    if not args.no_serve:
+        from fastchat_lite.quickstart_serve import serve_and_ask
+
+        served = serve_and_ask(paths.trained_model, paths.serve_log, args, console)
+        served.question += " (through the API)"
+        results.append(served)
+    _write_answers(paths.answers, results)
+    console.print(timings_table(runner.results))
+    console.print(f"total wall time {time.perf_counter() - started:.1f} s")
+    if not all(r.ok for r in results):
+        console.print(
+            "[yellow]The model did not say its name/organisation every time. Train longer: "
+            f"fastchat-lite train --config {paths.train_config} --num-train-epochs 6[/]"
+        )
+        return 1
+    return 0

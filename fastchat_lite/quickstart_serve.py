@@ -1,0 +1,202 @@
+"""The quickstart's last stage: ``fastchat-lite serve local``, one question through the API.
+
+The server runs as its own process group, so Ctrl-C (or the end of a scripted run) stops the
+controller, the worker and the API together, and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastchat_lite.quickstart_stages import QuickstartError, cli_argv, command_env
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    api_base: str
+    web_url: str | None
+    model: str
+    log_path: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listed_models(api_base: str) -> list[str]:
+    import httpx
+
+    try:
+        response = httpx.get(f"{api_base}/models", timeout=2.0)
+        response.raise_for_status()
+        return [entry["id"] for entry in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return []
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    if not path.is_file():
+        return ""
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], api_base: str, log: Path, timeout: float) -> str:
+    """Block until ``GET /v1/models`` lists a model; returns its id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise QuickstartError(
+                f"serve local exited with code {proc.returncode} before it was ready; "
+                f"last lines of {log}:\n{_log_tail(log)}"
+            )
+        models = _listed_models(api_base)
+        if models:
+            return models[0]
+        time.sleep(0.5)
+    raise QuickstartError(f"serve local was not ready after {timeout:.0f} s; see {log}")
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """Ask the server's process group to stop (SIGINT, then SIGTERM, then SIGKILL)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+
+
+@contextlib.contextmanager
+def serving(
+    model_dir: Path, model_name: str, ports: tuple[int, int], log_path: Path, timeout: float = 180.0
+) -> Iterator[Server]:
+    """Start ``serve local`` (API, web ports); stop it and its children on exit or Ctrl-C."""
+    port, web_port = ports
+    args = serve_args(model_dir, model_name, ports)
+    api_base = f"http://127.0.0.1:{port}/v1"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cli_argv(args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=command_env(),
+            start_new_session=True,  # its own group: Ctrl-C here stops it via stop()
+        )
+    try:
+        model = wait_ready(proc, api_base, log_path, timeout)
+        yield Server(proc, api_base, f"http://127.0.0.1:{web_port}/", model, log_path)
+    finally:
+        stop(proc)
+
+
+def serve_args(model_dir: Path, model_name: str, ports: tuple[int, int]) -> list[str]:
+    port, web_port = ports
+    return ["serve", "local", "--model", str(model_dir), "--model-name", model_name,
+            "--port", str(port), "--web-port", str(web_port)]  # fmt: skip
+
+
+def model_name_for(name: str) -> str:
+    """The id clients use for the model: the assistant's name as a slug ("Tiny Labs" ->
+    "tiny-labs")."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug or "quickstart"
+
+
+def ask(server: Server, question: str, max_tokens: int = 64) -> str:
+    """One chat completion through the official ``openai`` client, greedy."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.api_base, api_key="EMPTY", timeout=60.0)
+    reply = client.chat.completions.create(
+        model=server.model,
+        messages=[{"role": "user", "content": question}],
+        temperature=0,
+        max_tokens=max_tokens,
+    )
+    return (reply.choices[0].message.content or "").strip()
+
+
+def snippets(server: Server, question: str) -> str:
+    """Copy-paste commands that talk to the running server."""
+    body = (
+        f'{{"model": "{server.model}", "messages": '
+        f'[{{"role": "user", "content": "{question}"}}], "temperature": 0}}'
+    )
+    return (
+        f"curl {server.api_base}/chat/completions \\\n"
+        f"  -H 'Content-Type: application/json' \\\n  -d '{body}'\n\n"
+        "python - <<'EOF'\nfrom openai import OpenAI\n"
+        f'client = OpenAI(base_url="{server.api_base}", api_key="EMPTY")\n'
+        "reply = client.chat.completions.create(\n"
+        f'    model="{server.model}",\n'
+        f'    messages=[{{"role": "user", "content": "{question}"}}],\n'
+        "    temperature=0,\n)\nprint(reply.choices[0].message.content)\nEOF"
+    )
+
+
+def wait_for_ctrl_c(server: Server, console: Any) -> None:
+    """Keep serving until Ctrl-C (or the server exits by itself)."""
+    console.print("[bold]Serving. Press Ctrl-C to stop.[/]")
+    try:
+        while server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nstopping the server…")
+        return
+    raise QuickstartError(f"the server stopped by itself; see {server.log_path}")
+
+
+def _port(requested: int) -> int:
+    """``requested`` if it is free, else any free port (the user is told which)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", requested))
+            return requested
+        except OSError:
+            return free_port()
+
+
+def serve_and_ask(model_dir: Path, log_path: Path, args: Any, console: Any) -> Any:
+    """Serve the model, ask "Who are you?" through the API; returns the judged answer."""
+    from rich.panel import Panel
+
+    from fastchat_lite.quickstart_check import judge
+
+    question = "Who are you?"
+    ports = (_port(args.port), _port(args.web_port))
+    model_name = model_name_for(args.name)
+    console.rule("[bold cyan]Serve: controller + worker + OpenAI API + web demo", align="left")
+    console.print(
+        f"[bold]$ fastchat-lite {shlex.join(serve_args(model_dir, model_name, ports))}[/]",
+        soft_wrap=True,
+    )
+    start = time.perf_counter()
+    with serving(model_dir, model_name, ports, log_path) as server:
+        console.print(f"[green]✓ ready in {time.perf_counter() - start:.1f} s[/] (log {log_path})")
+        answer = ask(server, question)
+        verdict = judge(question, answer, args.name, args.org)
+        mark = "[green]✓[/]" if verdict.ok else f"[red]✗ no {', '.join(verdict.missing)}[/]"
+        console.print(f"[bold]{question}[/] (through the OpenAI API)\n  {answer}  {mark}")
+        console.print(f"OpenAI API: [bold]{server.api_base}[/]   model: [bold]{server.model}[/]")
+        if server.web_url:
+            console.print(f"web demo:   [bold]{server.web_url}[/]")
+        console.print(Panel(snippets(server, question), title="try it", expand=False))
+        if not args.exit_after_answer:
+            wait_for_ctrl_c(server, console)
+    return verdict
