@@ -1,0 +1,121 @@
+"""Why a record is dropped, and the content filters (blocked phrases, language).
+
+Every drop carries one :class:`DropReason`; the summary table and ``--report`` count by it, and
+docs/data_prep.md lists them all. Reasons are ``str`` values so they serialise as themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import Enum
+from pathlib import Path
+
+from fastchat_lite.errors import FastChatLiteError
+
+
+class DropReason(str, Enum):
+    """One reason per dropped record (the first rule it fails, in this order)."""
+
+    INVALID_JSON = "invalid_json"  # the line / list element is not JSON
+    INVALID_UTF8 = "invalid_utf8"  # the line holds a byte sequence that is not UTF-8
+    UNREADABLE_REST = "unreadable_rest"  # a JSON list broke off: what follows cannot be read
+    BAD_SHAPE = "bad_shape"  # not an object, no conversations list, a turn without from/value
+    UNKNOWN_ROLE = "unknown_role"  # a "from" that is not human/gpt/system or an alias
+    MESSAGE_TOO_LONG = "message_too_long"  # one message over --max-chars
+    HTML_ERROR = "html_error"  # the HTML parser rejected a reply
+    EMPTY_MESSAGE = "empty_message"  # a kept turn is empty or whitespace only
+    NOT_ALTERNATING = "not_alternating"  # two human (or two gpt) turns in a row
+    TOO_SHORT = "too_short"  # fewer than --min-turns turns or --min-chars characters
+    BLOCKED_PHRASE = "blocked_phrase"  # a reply leaks another model's identity
+    WRONG_LANGUAGE = "wrong_language"  # --lang given and the text is in another language
+    DUPLICATE = "duplicate"  # same normalised conversation as an earlier record
+    EXCHANGE_TOO_LONG = "exchange_too_long"  # split: one human+gpt pair over --max-length
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Identity leaks seen in ShareGPT replies; matched case-insensitively, in gpt turns only.
+DEFAULT_BLOCKED_PHRASES: tuple[str, ...] = (
+    "I am ChatGPT",
+    "I'm ChatGPT",
+    "my name is ChatGPT",
+    "I am a ChatGPT",
+    "I am GPT-3",
+    "I am GPT-4",
+    "I'm GPT-3",
+    "I'm GPT-4",
+    "trained by OpenAI",
+    "developed by OpenAI",
+    "created by OpenAI",
+    "built by OpenAI",
+    "made by OpenAI",
+    "an AI model from OpenAI",
+    "a language model from OpenAI",
+)
+
+
+class PhraseMatcher:
+    """Case-insensitive phrase search tolerant of runs of whitespace and curly apostrophes."""
+
+    def __init__(self, phrases: Iterable[str]) -> None:
+        self.phrases = [p.strip() for p in phrases if p.strip()]
+        parts = [self._pattern(p) for p in self.phrases]
+        self._regex = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        # Cheap pre-check: the longest word of every phrase must occur for any to match.
+        anchors = [self._anchor(p) for p in self.phrases]
+        self._anchors = tuple(set(anchors)) if all(anchors) else ()
+
+    @staticmethod
+    def _pattern(phrase: str) -> str:
+        out = []
+        for word in phrase.split():
+            out.append(re.escape(word).replace("'", "['’]"))
+        return r"\s+".join(out)
+
+    @staticmethod
+    def _anchor(phrase: str) -> str:
+        words = [w for w in phrase.lower().split() if "'" not in w and w.isascii()]
+        longest = max(words, key=len, default="")
+        return longest if len(longest) >= 3 else ""
+
+    def search(self, text: str) -> str | None:
+        """The matched phrase as it appears in ``text``, or None."""
+        if self._regex is None:
+            return None
+        if self._anchors:
+            lowered = text.lower()
+            if not any(anchor in lowered for anchor in self._anchors):
+                return None
+        match = self._regex.search(text)
+        return match.group(0) if match else None
+
+
+def load_phrases(path: str | Path) -> list[str]:
+    """One phrase per line; blank lines and lines starting with ``#`` are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise FastChatLiteError(f"cannot read blocked-phrases file {path}: {exc}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+_FENCED_CODE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+
+
+def detect_language(text: str, sample_chars: int = 2000) -> str:
+    """ISO code of ``text``'s language (``zh`` for zh-cn/zh-tw), ``unknown`` if undecidable.
+
+    Code blocks are removed first (they read as English). langdetect is seeded so the same
+    text always gets the same answer.
+    """
+    from langdetect import DetectorFactory, detect
+    from langdetect.lang_detect_exception import LangDetectException
+
+    DetectorFactory.seed = 0
+    sample = _FENCED_CODE.sub(" ", text)[:sample_chars]
+    try:
+        return detect(sample).split("-")[0].lower()
+    except LangDetectException:
+        return "unknown"

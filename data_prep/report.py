@@ -1,0 +1,95 @@
+"""Counting drops, the final summary table and the ``--report`` JSON.
+
+Drops are appended to a temp file as they happen, so a run over a huge dump keeps constant
+memory; :meth:`DropLog.write_report` then streams them into the report atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from fastchat_lite.io import atomic_write
+
+
+@dataclass
+class Tally:
+    """What a run read, kept and dropped (by reason)."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    notes: dict[str, Any] = field(default_factory=dict)  # command-specific extras
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "kept": self.kept,
+            "dropped": sum(self.dropped.values()),
+            "dropped_by_reason": dict(sorted(self.dropped.items())),
+            **self.notes,
+        }
+
+
+class DropLog:
+    """Every dropped record (id or index, reason, detail), spooled to disk until the end."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        # Closed in close(); lives as long as the run, so no with-block.
+        self._spool: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+
+    def drop(self, index: int | None, record_id: str | None, reason: str, detail: str = "") -> None:
+        self.tally.dropped[str(reason)] += 1
+        entry = {"index": index, "id": record_id, "reason": str(reason), "detail": detail}
+        self._spool.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def write_report(self, path: str | Path, header: dict[str, Any]) -> None:
+        """Write ``{...header, ...tally, "drops": [...]}`` atomically to ``path``."""
+        self._spool.flush()
+        self._spool.seek(0)
+        body = {**header, **self.tally.as_dict()}
+        with atomic_write(path) as out:
+            text = json.dumps(body, ensure_ascii=False, indent=2)
+            out.write(text[:-2] + ',\n  "drops": [')  # reopen the object to append the list
+            for n, line in enumerate(self._spool):
+                out.write(("\n    " if n == 0 else ",\n    ") + line.rstrip("\n"))
+            out.write("\n  ]\n}\n")
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def __enter__(self) -> DropLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def print_summary(title: str, tally: Tally, file: IO[str] | None = None) -> None:
+    """A rich table: read / kept / each drop reason with its count and share."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file or sys.stderr, highlight=False)
+    table = Table(title=title, show_lines=False)
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    table.add_column("share", justify="right")
+
+    def share(n: int) -> str:
+        return f"{100.0 * n / tally.read:.1f}%" if tally.read else "-"
+
+    table.add_row("read", str(tally.read), "")
+    table.add_row("[green]kept[/green]", str(tally.kept), share(tally.kept))
+    for reason, count in tally.dropped.most_common():
+        table.add_row(f"dropped: {reason}", str(count), share(count))
+    for key, value in tally.notes.items():
+        if isinstance(value, (int, float, str)):
+            table.add_row(key.replace("_", " "), str(value), "")
+    console.print(table)

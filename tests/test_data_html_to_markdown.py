@@ -1,0 +1,147 @@
+"""ChatGPT-UI HTML -> markdown: each rule, checked on the markdown and on its CommonMark render."""
+
+from __future__ import annotations
+
+import pytest
+from data_fixtures import PYTHON_CODE_HTML, PYTHON_CODE_TEXT, code_block, render, reply
+
+from data_prep.html_to_markdown import html_to_markdown, looks_like_html
+
+
+def test_code_block_becomes_fenced_block_with_language_and_no_copy_chrome():
+    md = html_to_markdown(reply("<p>Here you go:</p>", code_block(PYTHON_CODE_HTML)))
+    assert md == f"Here you go:\n\n```python\n{PYTHON_CODE_TEXT}\n```"
+    assert "Copy code" not in md and "<svg" not in md and "hljs" not in md
+    html = render(md)
+    assert '<code class="language-python">' in html
+    assert "my_list, *args" in html and "__init__" in html  # verbatim, no backslashes
+
+
+def test_code_language_falls_back_to_the_header_span():
+    md = html_to_markdown(reply(code_block("SELECT 1;", lang=None, header="sql")))
+    assert md == "```sql\nSELECT 1;\n```"
+
+
+def test_code_block_without_language_or_header_has_a_bare_fence():
+    md = html_to_markdown(reply(code_block("echo hi", lang=None, header="")))
+    assert md == "```\necho hi\n```"
+
+
+def test_code_containing_backtick_fences_gets_a_longer_fence():
+    code = "Use:\n```\ninner\n```"
+    md = html_to_markdown(reply(code_block(code, lang="markdown")))
+    assert md.startswith("````markdown\n") and md.endswith("\n````")
+    assert "```\ninner\n```" in render(md)
+
+
+def test_pre_without_code_element_still_drops_the_button():
+    html = reply(
+        "<pre><div><div><span>text</span>" + "<button>Copy code</button></div>"
+        "<div>plain  text\n  kept</div></div></pre>"
+    )
+    md = html_to_markdown(html)
+    assert "Copy code" not in md
+    assert "plain  text\n  kept" in md
+
+
+def test_nested_and_ordered_lists_render_as_lists():
+    html = reply(
+        "<ol><li><p>First step</p><ul><li>sub <strong>one</strong></li><li>sub two</li></ul>"
+        "</li><li><p>Second step</p></li></ol>"
+    )
+    out = render(html_to_markdown(html))
+    assert out.count("<ol>") == 1 and out.count("<ul>") == 1
+    assert "<li>sub <strong>one</strong></li>" in out
+    assert out.index("First step") < out.index("sub two") < out.index("Second step")
+
+
+def test_ordered_list_start_attribute_is_kept():
+    md = html_to_markdown(reply('<ol start="3"><li>three</li><li>four</li></ol>'))
+    assert md == "3. three\n4. four"
+
+
+def test_code_block_inside_list_item_stays_inside_the_item():
+    html = reply("<ol><li><p>Run:</p>" + code_block("ls -la\n\necho done", "bash") + "</li></ol>")
+    out = render(html_to_markdown(html))
+    assert '<li>\n<p>Run:</p>\n<pre><code class="language-bash">ls -la\n\necho done\n' in out
+
+
+def test_table_becomes_gfm_pipe_table_with_pipes_escaped():
+    html = reply(
+        "<table><thead><tr><th>Name</th><th>Type</th></tr></thead><tbody>"
+        "<tr><td>a | b</td><td><code>int</code></td></tr>"
+        "<tr><td>数据</td><td>🎉</td></tr></tbody></table>"
+    )
+    md = html_to_markdown(html)
+    assert md.splitlines()[:2] == ["| Name | Type |", "| --- | --- |"]
+    out = render(md)
+    assert "<th>Name</th>" in out and "<td>a | b</td>" in out and "<td>🎉</td>" in out
+
+
+def test_bold_italic_inline_code_links_headings_blockquotes():
+    html = reply(
+        "<h2>Set up</h2><p>Use <strong>bold</strong>, <em>italic</em> and <code>my_var*2</code>"
+        ' with <a href="https://example.com/a_b">the docs</a>.</p>'
+        "<blockquote><p>Note: quoted</p></blockquote><hr>"
+    )
+    md = html_to_markdown(html)
+    assert md.startswith("## Set up\n\n")
+    assert "`my_var*2`" in md  # nothing escaped inside inline code
+    out = render(md)
+    assert "<h2>Set up</h2>" in out
+    assert "<strong>bold</strong>, <em>italic</em> and <code>my_var*2</code>" in out
+    assert '<a href="https://example.com/a_b">the docs</a>' in out
+    assert "<blockquote>\n<p>Note: quoted</p>\n</blockquote>" in out and "<hr />" in out
+
+
+def test_html_entities_are_decoded_and_render_as_the_same_characters():
+    html = reply(
+        "<p>Tom &amp; Jerry: a &lt; b, it&#x27;s &quot;ok&quot; &lt;div&gt; &amp;copy;</p>"
+    )
+    md = html_to_markdown(html)
+    assert 'Tom & Jerry: a < b, it\'s "ok"' in md
+    out = render(md)
+    assert "&lt;div&gt;" in out and "&amp;copy;" in out  # not a tag, not ©
+
+
+@pytest.mark.parametrize(
+    ("text", "markdown"),
+    [
+        ("set my_var to snake_case_name", "set my_var to snake_case_name"),
+        ("2 * 3 * 4 = 24", "2 * 3 * 4 = 24"),
+        ("call __init__ first", "call \\_\\_init\\_\\_ first"),
+        ("*not emphasis*", "\\*not emphasis\\*"),
+        ("_private", "\\_private"),
+    ],
+)
+def test_plain_text_is_escaped_only_where_commonmark_would_misread_it(text, markdown):
+    md = html_to_markdown(reply(f"<p>{text}</p>"))
+    assert md == markdown
+    assert render(md) == f"<p>{text}</p>\n"
+
+
+def test_paragraph_that_looks_like_a_list_or_heading_stays_a_paragraph():
+    md = html_to_markdown(reply("<p>1. not a list</p><p># not a heading</p><p>- no</p>"))
+    assert render(md) == "<p>1. not a list</p>\n<p># not a heading</p>\n<p>- no</p>\n"
+
+
+def test_chinese_and_emoji_survive():
+    md = html_to_markdown(
+        reply("<p>你好，世界！<strong>加粗</strong> 🎉🚀</p><ul><li>列表 👍</li></ul>")
+    )
+    assert md == "你好，世界！**加粗** 🎉🚀\n\n- 列表 👍"
+
+
+def test_no_html_tags_are_left():
+    md = html_to_markdown(
+        reply("<p>a<br>b</p>", code_block(PYTHON_CODE_HTML), "<div><span>x</span></div>")
+    )
+    assert "<div" not in md and "<span" not in md and "<p>" not in md and "<br" not in md
+
+
+def test_only_ui_html_is_detected_as_html():
+    assert looks_like_html(reply("<p>hi</p>"))
+    assert looks_like_html("<p>hi</p>")
+    assert not looks_like_html('What does <div class="x"> do?')
+    assert not looks_like_html("Use `<div>` here, then </div>")
+    assert not looks_like_html("plain text")
