@@ -118,7 +118,7 @@ def _iter_json_list(path: Path, chunk_size: int = 1 << 20) -> Iterator[RawRecord
             else:
                 yield RawRecord(index, value)
             index += 1
-            buf, pos = buf[end:], 0
+            pos = end  # no copy per record: the buffer is compacted only on refill
 
 
 def _has_surrogates(value: Any) -> bool:
