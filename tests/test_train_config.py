@@ -154,3 +154,9 @@ def test_fastchat_lite_console_script_has_the_train_command():
         pytest.skip(f"fastchat_lite CLI does not build right now: {exc}")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert "--learning-rate" in sub.choices["train"].format_help()
+
+
+def test_training_doc_lists_every_config_field():
+    text = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f"`{f.name}`" not in text]
+    assert not missing, f"docs/training.md config reference lacks {missing}"

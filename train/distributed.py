@@ -105,8 +105,12 @@ def decoder_layer_classes(model: Any) -> set[str]:
     return names
 
 
-def wrap_model(model: Any, ctx: DistContext, fsdp: str) -> Any:
-    """DDP or FSDP2 under torchrun; the model itself on one process."""
+def wrap_model(model: Any, ctx: DistContext, fsdp: str, amp_dtype: Any = None) -> Any:
+    """DDP or FSDP2 under torchrun; the model itself on one process.
+
+    With FSDP and a bf16/fp16 ``amp_dtype``, parameters are all-gathered in that dtype (half the
+    traffic) while the sharded fp32 master weights and the gradient reduction stay fp32.
+    """
     if not ctx.distributed:
         return model
     if not fsdp:
@@ -114,14 +118,19 @@ def wrap_model(model: Any, ctx: DistContext, fsdp: str) -> Any:
 
         device_ids = [ctx.local_rank] if ctx.device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=device_ids)
-    from torch.distributed.fsdp import fully_shard
+    import torch
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    reshard = fsdp == "full_shard"
+    options: dict[str, Any] = {"reshard_after_forward": fsdp == "full_shard"}
+    if amp_dtype is not None:
+        options["mp_policy"] = MixedPrecisionPolicy(
+            param_dtype=amp_dtype, reduce_dtype=torch.float32
+        )
     layer_names = decoder_layer_classes(model)
     for module in model.modules():
         if type(module).__name__ in layer_names:
-            fully_shard(module, reshard_after_forward=reshard)
-    fully_shard(model, reshard_after_forward=reshard)
+            fully_shard(module, **options)
+    fully_shard(model, **options)
     return model
 
 

@@ -43,7 +43,8 @@ def prepare_model(config: TrainConfig, ctx: D.DistContext) -> tuple[Any, list[st
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     if not config.fsdp or not ctx.distributed:
         model.to(ctx.device)
-    model = D.wrap_model(model, ctx, config.fsdp if ctx.distributed else "")
+    amp = autocast_dtype(config, ctx.device)
+    model = D.wrap_model(model, ctx, config.fsdp if ctx.distributed else "", amp)
     if config.fsdp and ctx.distributed:
         model.to(ctx.device)
     model.train()
