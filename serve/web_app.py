@@ -14,16 +14,25 @@ from typing import Any
 
 import gradio as gr
 
-from serve.web_arena import VOTES, add_pair_turn, record_vote, refresh_pair, stream_pair
+from serve.web_arena import (
+    VOTES,
+    add_pair_turn,
+    check_pair_turn,
+    record_vote,
+    refresh_pair,
+    stream_pair,
+)
 from serve.web_chat import (
     ChatClient,
     WebLimits,
     add_user_turn,
+    check_can_regenerate,
     export_conversation,
     pop_last_reply,
     refresh_models,
     sampling_params,
     stream_reply,
+    validate_message,
 )
 
 TITLE = "fastchat-lite chat"
@@ -133,10 +142,14 @@ def build_chat_tab(
     reply_inputs = [model, *params.inputs(), history]
     outputs = [history, chatbot]
     generations = []
+    # Each chain starts with a check that has no outputs: its gr.Error is a toast, instead of
+    # an error overlay hiding the chat and the text being typed.
     for trigger in (textbox.submit, send.click):
-        event = trigger(submit_fn, [textbox, model, history], [textbox, *outputs])
+        event = trigger(lambda text, name: validate_message(text, name, limits), [textbox, model])
+        event = event.success(submit_fn, [textbox, model, history], [textbox, *outputs])
         generations.append(event.success(reply_fn, reply_inputs, outputs))
-    regen = regenerate.click(pop_last_reply, [history], outputs)
+    regen = regenerate.click(check_can_regenerate, [history])
+    regen = regen.success(pop_last_reply, [history], outputs)
     generations.append(regen.success(reply_fn, reply_inputs, outputs))
     stop.click(None, None, None, cancels=generations)
     for clear_event in (clear.click, chatbot.clear):  # the button and the chatbot's own icon
@@ -207,11 +220,11 @@ def build_arena_tab(
 
     outputs = [history_a, chatbot_a, history_b, chatbot_b]
     generations = []
+    submit_inputs = [textbox, model_a, model_b, history_a, history_b, pair]
     for trigger in (textbox.submit, send.click):
-        event = trigger(
-            submit_fn,
-            [textbox, model_a, model_b, history_a, history_b, pair],
-            [textbox, history_a, chatbot_a, history_b, chatbot_b, pair],
+        event = trigger(lambda *values: check_pair_turn(*values, limits), submit_inputs)
+        event = event.success(
+            submit_fn, submit_inputs, [textbox, history_a, chatbot_a, history_b, chatbot_b, pair]
         )
         reply_inputs = [pair, *params.inputs(), history_a, history_b]
         generations.append(event.success(reply_fn, reply_inputs, outputs))

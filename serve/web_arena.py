@@ -46,7 +46,7 @@ async def refresh_pair(
     return update_a, gr.update(choices=choices, value=value_b)
 
 
-def add_pair_turn(
+def check_pair_turn(
     text: str,
     model_a: str | None,
     model_b: str | None,
@@ -54,8 +54,8 @@ def add_pair_turn(
     history_b: History,
     pair: dict[str, Any],
     limits: WebLimits,
-) -> tuple[str, History, Any, History, Any, dict[str, Any]]:
-    """Append the prompt to both sides; refuses a model switch mid-conversation."""
+) -> None:
+    """Raise :class:`gr.Error` saying what to fix; a model switch mid-conversation is refused."""
     if not model_a or not model_b:
         raise gr.Error("Pick a model for both side A and side B first.")
     if len(text) > limits.max_input_chars:
@@ -66,6 +66,19 @@ def add_pair_turn(
         raise gr.Error("Type a message first.")
     if (history_a or history_b) and pair.get("models") != [model_a, model_b]:
         raise gr.Error("Clear the conversation before switching models, so votes stay fair.")
+
+
+def add_pair_turn(
+    text: str,
+    model_a: str | None,
+    model_b: str | None,
+    history_a: History,
+    history_b: History,
+    pair: dict[str, Any],
+    limits: WebLimits,
+) -> tuple[str, History, Any, History, Any, dict[str, Any]]:
+    """Append the prompt to both sides and pin the two models for the votes."""
+    check_pair_turn(text, model_a, model_b, history_a, history_b, pair, limits)
     sides = []
     for history in (history_a, history_b):
         kept = list(history)

@@ -75,8 +75,8 @@ def model_messages(system: str | None, history: Sequence[Turn]) -> list[dict[str
     return messages
 
 
-def validate_message(text: str, model: str | None, limits: WebLimits) -> str:
-    """The message to send, or :class:`gr.Error` saying what to fix (nothing is appended)."""
+def validate_message(text: str, model: str | None, limits: WebLimits) -> None:
+    """Raise :class:`gr.Error` saying what to fix (then nothing is appended)."""
     if not model:
         raise gr.Error(NO_MODEL_HINT)
     if len(text) > limits.max_input_chars:
@@ -86,14 +86,13 @@ def validate_message(text: str, model: str | None, limits: WebLimits) -> str:
         )
     if not text.strip():
         raise gr.Error("Type a message first.")
-    return text
 
 
 def add_user_turn(
     text: str, model: str | None, history: History, limits: WebLimits
 ) -> tuple[str, History, list[dict[str, Any]]]:
     """Append the user's message (clears the textbox); drops a trailing failed exchange."""
-    text = validate_message(text, model, limits)
+    validate_message(text, model, limits)
     kept = list(history)
     if kept and kept[-1].get("error") is not None:  # retrying after an error: replace it
         kept = kept[:-2] if len(kept) >= 2 and kept[-2]["role"] == "user" else kept[:-1]
@@ -101,10 +100,14 @@ def add_user_turn(
     return "", kept, display_history(kept)
 
 
-def pop_last_reply(history: History) -> tuple[History, list[dict[str, Any]]]:
-    """Regenerate, step one: drop the last assistant reply so it can be generated again."""
+def check_can_regenerate(history: History) -> None:
     if not history or history[-1]["role"] != "assistant":
         raise gr.Error("Nothing to regenerate yet: send a message first.")
+
+
+def pop_last_reply(history: History) -> tuple[History, list[dict[str, Any]]]:
+    """Regenerate, step one: drop the last assistant reply so it can be generated again."""
+    check_can_regenerate(history)
     kept = list(history[:-1])
     return kept, display_history(kept)
 
