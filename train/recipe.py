@@ -37,7 +37,7 @@ def prepare_model(config: TrainConfig, ctx: D.DistContext) -> tuple[Any, list[st
     )
     model.config.use_cache = False
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     if config.lora:
         model = _add_lora(model, config)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -49,6 +49,15 @@ def prepare_model(config: TrainConfig, ctx: D.DistContext) -> tuple[Any, list[st
         model.to(ctx.device)
     model.train()
     return model, trainable
+
+
+def enable_activation_checkpointing(model: Any) -> None:
+    """Recompute each decoder layer in backward (non-reentrant: works with LoRA and FSDP)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _add_lora(model: Any, config: TrainConfig) -> Any:
