@@ -213,8 +213,14 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
         super().__init__(**{**defaults, **options})
         self.code_blocks: list[str] = []  # from extract_code_blocks, for the current reply
 
-    def convert_reply(self, html: str) -> str:
+    def convert_reply(self, html: str, fast: bool = True) -> str:
         html, self.code_blocks = extract_code_blocks(html)
+        if fast:
+            from data_prep.fast_markdown import fast_html_to_markdown
+
+            text = fast_html_to_markdown(html, self.code_blocks)
+            if text is not None:
+                return text
         try:
             soup = BeautifulSoup(html, "html.parser", element_classes={Tag: _Tag})
             return self.convert_soup(soup)
@@ -275,9 +281,13 @@ _CONVERTER = ChatGPTMarkdownConverter()
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
-def html_to_markdown(html: str) -> str:
-    """Convert one ChatGPT-UI HTML reply to markdown (raises bs4's parser errors as is)."""
-    text = _CONVERTER.convert_reply(html)
+def html_to_markdown(html: str, fast: bool = True) -> str:
+    """Convert one ChatGPT-UI HTML reply to markdown (raises bs4's parser errors as is).
+
+    ``fast`` lets well-formed replies take :mod:`data_prep.fast_markdown` (same output);
+    ``fast=False`` always uses BeautifulSoup + markdownify.
+    """
+    text = _CONVERTER.convert_reply(html, fast=fast)
     return _collapse_blank_lines(text).strip()
 
 
