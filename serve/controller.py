@@ -137,6 +137,9 @@ class Controller:
             del self.workers[address]
 
 
+Auth = Annotated[str | None, Header()]
+
+
 def _check_secret(request: Request, authorization: str | None) -> None:
     expected = request.app.state.worker_secret
     if expected is None:
@@ -156,7 +159,6 @@ def create_app(config: ControllerConfig, *, controller: Controller | None = None
     )
     app.state.worker_secret = config.worker_secret
     install_error_handlers(app)
-    Auth = Annotated[str | None, Header()]
 
     @app.post("/register_worker")
     async def register_worker(
