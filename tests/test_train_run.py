@@ -109,3 +109,16 @@ def test_lora_run_saves_merged_model_and_adapter(tiny_model_dir, data_file, tmp_
     assert not any("lora" in name for name in merged.state_dict())
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(merged.state_dict()[name], base.state_dict()[name])
+
+
+def test_unpacked_length_grouped_run_with_activation_checkpointing(
+    tiny_model_dir, data_file, tmp_path
+):
+    out = tmp_path / "unpacked"
+    config = tiny_config(tiny_model_dir, data_file, out, packing=False, group_by_length=True,
+                         gradient_checkpointing=True, max_steps=3, save_steps=0)  # fmt: skip
+    assert train(config, progress=False)["status"] == "finished"
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert all(r["loss"] == r["loss"] and r["loss"] > 0 for r in log)  # finite, not NaN
+    assert not (out / "checkpoints").exists()
