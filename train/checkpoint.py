@@ -3,9 +3,9 @@
 Layout: ``output_dir/checkpoints/step-<N>/`` with ``trainable.safetensors`` (every trainable
 parameter, full precision, unsharded), ``optimizer.pt``, ``scheduler.pt``, ``rng.pt`` (python
 and torch RNG of every rank), ``trainer_state.json`` (step, epoch, step in epoch, config) and a
-``COMPLETE`` marker. Rank 0 writes everything into ``.step-<N>.tmp`` and renames it into place
-only after the marker is fsynced, so a directory named ``step-<N>`` is either whole or absent;
-leftovers without the marker (older versions, manual copies) are skipped too.
+``COMPLETE`` marker. Rank 0 writes everything into ``.step-<N>.tmp``, renames it into place and
+only then writes the marker, so a ``step-<N>`` without the marker (a rename cut short on a
+bucket mount, a manual copy) is never resumed from.
 """
 
 from __future__ import annotations
@@ -109,12 +109,14 @@ def save_checkpoint(
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng, tmp / "rng.pt")
         write_json(tmp / "trainer_state.json", state)
-        with atomic_write(tmp / MARKER) as handle:
-            handle.write("ok\n")
         if final.exists():  # re-saving the same step (resumed then preempted again)
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+        # The marker goes in last: on a bucket mount (goofys) a directory rename copies file
+        # by file, so a marker written before the rename could arrive before the weights.
+        with atomic_write(final / MARKER) as handle:
+            handle.write("ok\n")
         prune(output_dir, keep)
     D.barrier(ctx)
     return final
