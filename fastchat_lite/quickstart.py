@@ -155,26 +155,33 @@ def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
             [paths.trained_model / "config.json"],
             {"train": TRAIN_SETTINGS, "repeats": IDENTITY_REPEATS},
             commands=[["train", "--config", paths.train_config]],
+            action=lambda: _write_train_config(paths),
         ),
     ]  # fmt: skip
 
 
 def _train_summary(paths: Paths, console: Any) -> None:
-    """Final loss, trained-token fraction and the loss curve, from train's own log."""
+    """Final loss, trained-token fraction and the loss curve, from train's own outputs."""
     log = paths.trained_model / "train_log.jsonl"
     if log.is_file():
         rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
         if rows:
-            last = rows[-1]
-            fraction = last.get("trained_token_fraction")
             console.print(
-                f"final loss [bold]{last.get('loss', float('nan')):.3f}[/] after "
-                f"{last.get('step')} steps; "
-                + (f"trained-token fraction [bold]{fraction:.1%}[/]" if fraction else "")
+                f"loss {rows[0]['loss']:.2f} at step {rows[0]['step']} -> "
+                f"[bold]{rows[-1]['loss']:.2f}[/] at step {rows[-1]['step']}"
+            )
+    summary = paths.trained_model / "train_summary.json"
+    if summary.is_file():
+        data = json.loads(summary.read_text(encoding="utf-8")).get("data", {})
+        if data.get("tokens"):
+            console.print(
+                f"trained-token fraction [bold]{data['trained_tokens'] / data['tokens']:.1%}[/]: "
+                f"{data['trained_tokens']:,} of {data['tokens']:,} tokens per epoch carry a loss "
+                "(the assistant's replies; prompts and the system message do not)"
             )
     curve = paths.trained_model / "loss_curve.png"
     if curve.is_file():
-        console.print(f"loss curve: [link=file://{curve.resolve()}]{curve}[/]")
+        console.print(f"loss curve: [bold]{curve}[/]", soft_wrap=True)
 
 
 def _write_answers(path: Path, results: list[Any]) -> None:
@@ -201,7 +208,6 @@ def run(args: argparse.Namespace) -> int:
     )
     runner = StageRunner(paths.workdir, console, force=args.force)
     stages = build_stages(paths, args.name, args.org)
-    _write_train_config(paths)
     runner.run_all(stages)
     _train_summary(paths, console)
 

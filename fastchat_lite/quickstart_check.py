@@ -6,7 +6,6 @@ passing check shows that the template and the loss mask taught the model its ide
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ def greedy_answers(model_dir: Path, questions: list[str], max_new_tokens: int = 
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, dtype="fp32", attn_implementation="sdpa").eval()
-    template = _template_of(model_dir)
+    template = _template_of(tokenizer)
     stops = stop_token_ids(tokenizer, template)
     answers = []
     for question in questions:
@@ -68,15 +67,11 @@ def greedy_answers(model_dir: Path, questions: list[str], max_new_tokens: int = 
     return answers
 
 
-def _template_of(model_dir: Path, default: str = "vicuna_v1.1") -> str:
-    """The template name saved with the model (train writes it), else the quickstart default."""
-    for name in ("fastchat_lite.json", "generation_config.json", "config.json"):
-        path = model_dir / name
-        if path.is_file():
-            value = json.loads(path.read_text(encoding="utf-8")).get("fastchat_template")
-            if value:
-                return str(value)
-    return default
+def _template_of(tokenizer: Any, default: str = "vicuna_v1.1") -> str:
+    """The registry template the model was trained with (read from its chat_template)."""
+    from fastchat_lite.jinja_export import template_name_from_chat_template
+
+    return template_name_from_chat_template(getattr(tokenizer, "chat_template", None)) or default
 
 
 def check_identity(model_dir: Path, name: str, org: str) -> list[IdentityAnswer]:

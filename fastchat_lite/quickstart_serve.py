@@ -174,8 +174,6 @@ def _port(requested: int) -> int:
 
 def serve_and_ask(model_dir: Path, log_path: Path, args: Any, console: Any) -> Any:
     """Serve the model, ask "Who are you?" through the API; returns the judged answer."""
-    from rich.panel import Panel
-
     from fastchat_lite.quickstart_check import judge
 
     question = "Who are you?"
@@ -196,7 +194,9 @@ def serve_and_ask(model_dir: Path, log_path: Path, args: Any, console: Any) -> A
         console.print(f"OpenAI API: [bold]{server.api_base}[/]   model: [bold]{server.model}[/]")
         if server.web_url:
             console.print(f"web demo:   [bold]{server.web_url}[/]")
-        console.print(Panel(snippets(server, question), title="try it", expand=False))
+        console.rule("try it", align="left")
+        # No wrapping or markup: the snippets must survive copy-paste.
+        console.print(snippets(server, question), soft_wrap=True, markup=False, highlight=False)
         if not args.exit_after_answer:
             wait_for_ctrl_c(server, console)
     return verdict

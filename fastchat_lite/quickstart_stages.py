@@ -31,7 +31,7 @@ class QuickstartError(FastChatLiteError):
 
 @dataclass
 class Stage:
-    """One step: ``commands`` (fastchat-lite argv lists) or a Python ``action``, or both."""
+    """One step: a Python ``action`` (run first) and/or ``commands`` (fastchat-lite argv lists)."""
 
     name: str
     title: str
@@ -113,10 +113,10 @@ class StageRunner:
             return result
         self._marker(stage).unlink(missing_ok=True)
         start = time.perf_counter()
-        for argv in stage.commands:
-            self._run_command(stage, argv)
         if stage.action is not None:
             stage.action()
+        for argv in stage.commands:
+            self._run_command(stage, argv)
         seconds = time.perf_counter() - start
         self._chain = fingerprint
         write_json(self._marker(stage), {"fingerprint": fingerprint, "seconds": round(seconds, 1)})

@@ -1,0 +1,97 @@
+"""The quickstart end to end: bundled data -> clean -> init -> split -> train -> serve -> answers.
+
+One real run with a custom identity proves, by behaviour, that the template and the loss mask
+teach a from-scratch model who it is (greedy in-process and through the OpenAI API); a second
+run proves finished stages are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(900)
+NAME, ORG = "Quokka", "Tiny Labs"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _quickstart(workdir: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "fastchat_lite", "quickstart", "--workdir", str(workdir),
+            "--name", NAME, "--org", ORG, *extra]  # fmt: skip
+    env = dict(os.environ, COLUMNS="160", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    workdir = tmp_path_factory.mktemp("quickstart")
+    ports = ["--port", str(_free_port()), "--web-port", str(_free_port())]
+    done = _quickstart(workdir, *ports, "--exit-after-answer", timeout=540)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    return workdir, output
+
+
+def _answers(workdir: Path) -> dict[str, str]:
+    rows = json.loads((workdir / "identity_answers.json").read_text(encoding="utf-8"))
+    return {row["question"]: row["answer"] for row in rows}
+
+
+@pytest.mark.slow
+def test_trained_model_says_its_custom_name_and_org_under_greedy_decoding(first_run):
+    workdir, _ = first_run
+    answers = _answers(workdir)
+    assert NAME in answers["Who are you?"] and ORG in answers["Who are you?"], answers
+    assert NAME in answers["What is your name?"], answers
+    assert ORG in answers["Who created you?"], answers
+    assert "Vicuna" not in " ".join(answers.values())
+
+
+@pytest.mark.slow
+def test_served_model_answers_who_it_is_through_the_openai_api(first_run):
+    workdir, output = first_run
+    served = _answers(workdir)["Who are you? (through the API)"]
+    assert NAME in served and ORG in served, served
+    assert "curl http://127.0.0.1:" in output and "from openai import OpenAI" in output
+
+
+@pytest.mark.slow
+def test_training_left_a_loss_curve_and_a_log_with_trained_token_fraction(first_run):
+    workdir, output = first_run
+    model_dir = workdir / "models" / "trained"
+    assert (model_dir / "loss_curve.png").stat().st_size > 1000
+    rows = [json.loads(line) for line in (model_dir / "train_log.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert 0 < rows[-1]["trained_token_fraction"] <= 1
+    assert "trained-token fraction" in output
+    commands = (workdir / "commands.sh").read_text()
+    for step in ("data clean", "init-model", "data split", "train --config"):
+        assert f"fastchat-lite {step}" in commands
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_finished_stage(first_run):
+    workdir, _ = first_run
+    weights = next((workdir / "models" / "trained").glob("*.safetensors"))
+    before = weights.stat().st_mtime_ns
+    start = time.monotonic()
+    done = _quickstart(workdir, "--no-serve", timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert output.count("already done, skipped") == 5, output[-4000:]
+    assert weights.stat().st_mtime_ns == before
+    assert time.monotonic() - start < 60
