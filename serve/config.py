@@ -51,7 +51,9 @@ class WorkerConfig:
     worker_secret: str | None = field(
         default=None, metadata={"help": "secret the controller requires (--worker-secret)"}
     )
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads (default: half the cores)"}
+    )
 
     @property
     def address(self) -> str:

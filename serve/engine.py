@@ -189,7 +189,10 @@ class GenerationEngine:
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams
     ) -> AsyncIterator[EngineOutput]:
-        """Outputs of one request as an async iterator; closing it early cancels the request."""
+        """Outputs of one request as an async iterator; closing it early cancels the request.
+
+        Outputs that queued up while the consumer was busy are merged into one, so a slow
+        HTTP stream costs fewer, larger chunks instead of falling behind the engine."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[EngineOutput] = asyncio.Queue()
 
@@ -201,6 +204,10 @@ class GenerationEngine:
         try:
             while True:
                 out = await queue.get()
+                while not out.finish_reason and not queue.empty():  # coalesce under load
+                    later = queue.get_nowait()
+                    later.text = out.text + later.text
+                    out = later
                 yield out
                 if out.finish_reason:
                     return

@@ -1,0 +1,119 @@
+"""Controller bookkeeping with a fake clock, and the wire schemas' validation rules."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from serve.controller import Controller
+from serve.errors import ModelNotFoundError, NoWorkerError
+from serve.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    GenerateRequest,
+    HeartbeatRequest,
+    RegisterWorkerRequest,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def register(controller: Controller, address: str, capacity: int = 4, queue: int = 0) -> None:
+    controller.register(
+        RegisterWorkerRequest(
+            worker_address=address, model_names=["m"], capacity=capacity, queue_length=queue
+        )
+    )
+
+
+def test_silent_worker_expires_and_its_model_then_gives_503_not_404():
+    clock = Clock()
+    controller = Controller(heartbeat_expiry=10, clock=clock)
+    register(controller, "http://a")
+    assert controller.list_models() == ["m"]
+    clock.now += 11
+    assert controller.list_models() == []
+    with pytest.raises(NoWorkerError) as info:
+        controller.pick("m")
+    assert not isinstance(info.value, ModelNotFoundError)
+    with pytest.raises(ModelNotFoundError):
+        controller.pick("never-served")
+
+
+def test_heartbeat_from_an_unknown_worker_asks_it_to_register_again():
+    controller = Controller()
+    assert controller.heartbeat(HeartbeatRequest(worker_address="http://x")).known is False
+    register(controller, "http://x")
+    assert controller.heartbeat(HeartbeatRequest(worker_address="http://x")).known is True
+
+
+def test_shortest_queue_counts_dispatches_since_the_last_heartbeat():
+    controller = Controller()
+    register(controller, "http://busy", capacity=4, queue=3)
+    register(controller, "http://idle", capacity=4, queue=0)
+    picks = [controller.pick("m").address for _ in range(5)]
+    assert picks[:3] == ["http://idle"] * 3  # then both are at 3/4: one each of the next two
+    assert set(picks) == {"http://idle", "http://busy"}
+
+
+def test_reported_failure_removes_the_worker_at_once():
+    controller = Controller()
+    register(controller, "http://dead")
+    controller.remove("http://dead")
+    with pytest.raises(NoWorkerError):
+        controller.pick("m")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": -0.1},
+        {"temperature": 2.01},
+        {"top_p": 0},
+        {"top_p": 1.5},
+        {"n": 0},
+        {"n": 9},
+        {"max_tokens": 0},
+        {"stop": ["a", "b", "c", "d", "e"]},
+        {"stop": [""]},
+        {"messages": []},
+        {"messages": [{"role": "robot", "content": "x"}]},
+        {"stream_options": {"include_usage": True}},  # needs stream: true
+        {"presence_penalty": 3},
+    ],
+)
+def test_chat_request_rejects_out_of_range_values(bad):
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **bad}
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate(body)
+
+
+def test_chat_request_ignores_unknown_fields_and_normalises_stop_and_max_tokens():
+    request = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "developer", "content": [{"type": "text", "text": "be brief"}]}],
+            "stop": "END",
+            "max_completion_tokens": 7,
+            "logit_bias": {"1": 2},
+            "seed": 5,
+        }
+    )
+    assert request.stop == ["END"]
+    assert request.max_tokens == 7
+    assert request.messages[0].as_dict() == {"role": "system", "content": "be brief"}
+    assert request.sampling_params(1).seed == 6
+
+
+def test_completion_prompt_may_be_a_list_and_generate_request_needs_one_input():
+    assert CompletionRequest(model="m", prompt=["a", "b"]).prompts == ["a", "b"]
+    with pytest.raises(ValidationError):
+        GenerateRequest()
+    with pytest.raises(ValidationError):
+        GenerateRequest(prompt="x", messages=[{"role": "user", "content": "y"}])
