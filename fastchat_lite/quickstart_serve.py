@@ -7,12 +7,14 @@ controller, the worker and the API together, and nothing is left behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,6 +83,15 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
             proc.wait(timeout=grace)
 
 
+def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` of quickstart stops the server like Ctrl-C does
+
+
+def _die_with_parent() -> None:  # in the child between fork and exec: SIGTERM if we die
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def serving(
     model_dir: Path, model_name: str, ports: tuple[int, int], log_path: Path, timeout: float = 180.0
@@ -90,19 +101,24 @@ def serving(
     args = serve_args(model_dir, model_name, ports)
     api_base = f"http://127.0.0.1:{port}/v1"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cli_argv(args),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=command_env(),
-            start_new_session=True,  # its own group: Ctrl-C here stops it via stop()
-        )
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        model = wait_ready(proc, api_base, log_path, timeout)
-        yield Server(proc, api_base, f"http://127.0.0.1:{web_port}/", model, log_path)
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                cli_argv(args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=command_env(),
+                start_new_session=True,  # its own group: Ctrl-C here stops it via stop()
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        try:
+            model = wait_ready(proc, api_base, log_path, timeout)
+            yield Server(proc, api_base, f"http://127.0.0.1:{web_port}/", model, log_path)
+        finally:
+            stop(proc)
     finally:
-        stop(proc)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve_args(model_dir: Path, model_name: str, ports: tuple[int, int]) -> list[str]:
@@ -152,8 +168,8 @@ def snippets(server: Server, question: str) -> str:
 
 def wait_for_ctrl_c(server: Server, console: Any) -> None:
     """Keep serving until Ctrl-C (or the server exits by itself)."""
-    console.print("[bold]Serving. Press Ctrl-C to stop.[/]")
     try:
+        console.print("[bold]Serving. Press Ctrl-C to stop.[/]")
         while server.process.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -7,11 +7,15 @@ run proves finished stages are reused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,9 +31,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _quickstart(workdir: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "fastchat_lite", "quickstart", "--workdir", str(workdir),
+def _argv(workdir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "fastchat_lite", "quickstart", "--workdir", str(workdir),
             "--name", NAME, "--org", ORG, *extra]  # fmt: skip
+
+
+def _quickstart(workdir: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    argv = _argv(workdir, *extra)
     env = dict(os.environ, COLUMNS="160", TOKENIZERS_PARALLELISM="false")
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
@@ -38,7 +46,9 @@ def _quickstart(workdir: Path, *extra: str, timeout: float) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    workdir = tmp_path_factory.mktemp("quickstart")
+    # Developers may point this at an already trained workdir (same --name/--org) to iterate.
+    reuse = os.environ.get("FASTCHAT_LITE_QUICKSTART_WORKDIR")
+    workdir = Path(reuse) if reuse else tmp_path_factory.mktemp("quickstart")
     ports = ["--port", str(_free_port()), "--web-port", str(_free_port())]
     done = _quickstart(workdir, *ports, "--exit-after-answer", timeout=540)
     output = done.stdout + done.stderr
@@ -95,3 +105,40 @@ def test_rerun_reuses_every_finished_stage(first_run):
     assert output.count("already done, skipped") == 5, output[-4000:]
     assert weights.stat().st_mtime_ns == before
     assert time.monotonic() - start < 60
+
+
+def _api_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_served_model_and_every_server_process(first_run):
+    workdir, _ = first_run
+    port, web_port = _free_port(), _free_port()
+    argv = _argv(workdir, "--port", str(port), "--web-port", str(web_port))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not any("Press Ctrl-C" in line for line in seen):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(seen)[-4000:]
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+        assert _api_answers(port)
+        time.sleep(0.5)  # a person does not press Ctrl-C within a millisecond either
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, "".join(seen)[-4000:]
+        deadline = time.monotonic() + 10
+        while _api_answers(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _api_answers(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
