@@ -1,8 +1,9 @@
 """``fastchat-lite serve local``: controller + worker + API (+ web demo) on one machine.
 
 Each part runs as its own process (the same commands a multi-machine deployment runs), on
-127.0.0.1 by default, with free ports picked for the controller and worker. The command returns
-to the user only once the API lists the model, i.e. the worker has loaded it and registered.
+127.0.0.1 by default, with free ports picked for the controller and worker. The API (and web
+demo) start only after the worker has loaded the model and registered, so the API port being
+open means the model is served.
 Ctrl-C or SIGTERM stops every child (TERM, then KILL after a grace period); children also get
 SIGTERM from the kernel if this launcher dies abruptly, so nothing is left orphaned.
 """
@@ -58,6 +59,16 @@ def _models_listed(api_url: str, keys: list[str]) -> list[str]:
         return []
 
 
+def _controller_models(controller_url: str) -> list[str]:
+    request = urllib.request.Request(f"{controller_url}/list_models", data=b"{}", method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return list(json.load(response)["models"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return []
+
+
 def web_available() -> bool:
     return (
         importlib.util.find_spec("gradio") is not None
@@ -105,17 +116,16 @@ def _stop_all(children: dict[str, subprocess.Popen]) -> None:
             proc.wait()
 
 
-def _wait_ready(config: LocalConfig, children: dict[str, subprocess.Popen]) -> str:
-    api_url = f"http://{config.host}:{config.port}"
+def _wait_for(probe, children: dict[str, subprocess.Popen], what: str) -> list[str]:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         for name, proc in children.items():
             if proc.poll() is not None:
                 raise FastChatLiteError(f"the {name} process exited with code {proc.returncode}")
-        if models := _models_listed(api_url, config.api_key):
-            return models[0]
+        if found := probe():
+            return found
         time.sleep(0.3)
-    raise FastChatLiteError(f"the stack was not ready after {READY_TIMEOUT:.0f} s")
+    raise FastChatLiteError(f"{what} was not ready after {READY_TIMEOUT:.0f} s")
 
 
 def run_local(config: LocalConfig) -> int:
@@ -132,9 +142,17 @@ def run_local(config: LocalConfig) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        for name, args in build_commands(config, controller_port, worker_port).items():
+        commands = build_commands(config, controller_port, worker_port)
+        for name in ("controller", "worker"):
+            children[name] = _spawn(commands.pop(name))
+        # The API and web demo start only once the model is registered, so the API's port
+        # opening means "ready": a load balancer probing GET /v1/models never sees an empty list.
+        controller_url = f"http://{config.host}:{controller_port}"
+        _wait_for(lambda: _controller_models(controller_url), children, "the worker")
+        for name, args in commands.items():
             children[name] = _spawn(args)
-        model = _wait_ready(config, children)
+        api_url = f"http://{config.host}:{config.port}"
+        model = _wait_for(lambda: _models_listed(api_url, config.api_key), children, "the API")[0]
         print(f"\nmodel {model!r} is ready:", flush=True)
         print(f"  OpenAI API   http://{config.host}:{config.port}/v1", flush=True)
         print(f"  controller   http://{config.host}:{controller_port}", flush=True)
