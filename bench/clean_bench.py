@@ -125,27 +125,34 @@ def generate_dump(path: Path, n: int, seed: int = 0) -> int:
 
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """(wall seconds, peak summed RSS in bytes over the process tree) of one command."""
+    # stderr goes to a file, not a pipe: a full pipe buffer would block the cleaner's tqdm.
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        peak = _poll_peak_rss(proc)
+        elapsed = time.perf_counter() - start
+        log.seek(0)
+        err = log.read().decode(errors="replace")[-2000:]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}):\n{err}")
+    return elapsed, peak
+
+
+def _poll_peak_rss(proc: subprocess.Popen) -> int:
+    """Highest RSS summed over ``proc`` and its descendants, sampled every 50 ms until exit."""
     import psutil
 
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     root = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
         total = 0
-        try:
+        with contextlib.suppress(psutil.Error):
             for p in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
-        except psutil.Error:
-            pass
         peak = max(peak, total)
         time.sleep(0.05)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-        raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}):\n{err}")
-    return elapsed, peak
+    return peak
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,9 +138,10 @@ class FastRenderer:
         return self.convert(node, text, inline, noformat, in_li)
 
     def text(self, el: _Node, noformat: bool) -> str:
+        if noformat:
+            return slow._code_span_text(el.text)
         text = _WS.sub(" ", _WS_NEWLINE.sub("\n", el.text))
-        if not noformat:
-            text = slow._escape_text(text) if text else ""
+        text = slow._escape_text(text) if text else ""
         if _outside(el.prev) or (_inside(el.parent) and el.prev is None):
             text = text.lstrip(" \t\r\n")
         if _outside(el.next) or (_inside(el.parent) and el.next is None):

@@ -11,10 +11,12 @@ Rules, each chosen so a CommonMark renderer shows what the HTML showed:
   ``<code>`` element, else from the header's ``<span>``; the header and button are dropped;
   the code text is kept verbatim (no escaping), and the fence is longer than any backtick run
   inside the code;
-* in ordinary text only what a renderer would misread is escaped: ``*`` unless it stands
-  between spaces, ``_`` unless it sits inside a word (``my_var`` stays as typed), backticks,
-  ``<`` before a tag-like name, ``&`` before an entity-like name, and a paragraph line that
-  would start a list, heading or quote;
+* in ordinary text only what a renderer would misread as emphasis or code is escaped: ``*``
+  unless it stands between spaces, ``_`` unless it sits inside a word (``my_var`` stays as
+  typed), backticks, ``&`` before an entity-like name, and a paragraph line that would start
+  a list, heading or quote. ``<`` is left as written: the UI shows ``&lt;div&gt;`` for a
+  ``<div>`` the model wrote, so the model's own text is ``<div>``;
+* inline code keeps its spaces as typed (a line break becomes a space);
 * tables become GFM pipe tables with ``|`` in cells escaped; headings are ATX (``#``);
 * buttons, SVG icons, scripts and styles are dropped.
 
@@ -41,7 +43,6 @@ _LANG_CLASS = re.compile(r"^(?:language|lang)-(.+)$")
 _BACKTICKS = re.compile(r"`+")
 _STAR = re.compile(r"\*")
 _UNDERSCORE = re.compile(r"_")
-_TAG_LIKE_LT = re.compile(r"<(?=[A-Za-z/!?])")
 _ENTITY_LIKE_AMP = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
 # A paragraph line a renderer would read as a heading, quote, list item or setext underline.
 _BLOCK_START = re.compile(
@@ -72,8 +73,6 @@ def _escape_text(text: str) -> str:
         text = _UNDERSCORE.sub(_underscore_escape, text)
     if "`" in text:
         text = text.replace("`", "\\`")
-    if "<" in text:
-        text = _TAG_LIKE_LT.sub(r"\\<", text)
     if "&" in text:
         text = _ENTITY_LIKE_AMP.sub(r"\\&", text)
     return text
@@ -106,6 +105,11 @@ def _starts_run(s: str, i: int) -> bool:
     left = s[j - 1] if j > 0 else " "
     right = s[k + 1] if k + 1 < len(s) else " "
     return not (left.isalnum() and right.isalnum())
+
+
+def _code_span_text(text: str) -> str:
+    """Text inside inline code: a line break becomes a space (as a renderer shows it)."""
+    return text.replace("\r\n", " ").replace("\n", " ")
 
 
 def _fence_for(code: str) -> str:
@@ -240,6 +244,11 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
         if isinstance(slot, str) and slot.isdigit() and int(slot) < len(self.code_blocks):
             return self.code_blocks[int(slot)]
         return fenced_block(code_text(pre), code_language(pre))
+
+    def process_text(self, el: Any, parent_tags: set[str] | None = None) -> str:
+        if parent_tags and "_noformat" in parent_tags and "pre" not in parent_tags:
+            return _code_span_text(str(el))  # inline code: spaces as typed
+        return super().process_text(el, parent_tags)
 
     def escape(self, text: str, parent_tags: set[str]) -> str:
         return _escape_text(text) if text else ""
