@@ -17,9 +17,12 @@ from typing import Any
 DEFAULT_NAME = "Vicuna"
 DEFAULT_ORG = "LMSYS"
 TEMPLATE = "vicuna_v1.1"
-# The identity data is small next to the sample dump: listing it several times in data_path
-# makes it dominate, so the name and organisation stick within the CPU budget.
-IDENTITY_REPEATS = 5
+# How often each dataset is listed in train's data_path (its weight). The identity data is
+# listed several times so it dominates; only 72 of its 500 conversations say the *name* (the
+# rest say the organisation), so those are also written to their own file and weighted up,
+# or "Who are you?" drifts to the more frequent "I'm a language model trained by <org>".
+DATASETS = ("sample", "identity", "identity_name")
+DATA_REPEATS = {"sample": 1, "identity": 3, "identity_name": 6}
 MODEL_SETTINGS: dict[str, Any] = {
     "vocab_size": 2048,
     "hidden_size": 256,
@@ -82,25 +85,29 @@ class Paths:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.raw_sample = workdir / "raw" / "sharegpt_sample.json"
-        self.raw_identity = workdir / "raw" / "identity.json"
-        self.clean_sample = workdir / "clean" / "sample.jsonl"
-        self.clean_identity = workdir / "clean" / "identity.jsonl"
         self.base_model = workdir / "models" / "base"
-        self.split_sample = workdir / "split" / "sample.jsonl"
-        self.split_identity = workdir / "split" / "identity.jsonl"
         self.train_config = workdir / "train.yaml"
         self.trained_model = workdir / "models" / "trained"
         self.serve_log = workdir / "logs" / "serve.log"
         self.answers = workdir / "identity_answers.json"
+
+    def raw(self, dataset: str) -> Path:
+        return self.workdir / "raw" / f"{dataset}.json"
+
+    def clean(self, dataset: str) -> Path:
+        return self.workdir / "clean" / f"{dataset}.jsonl"
+
+    def split(self, dataset: str) -> Path:
+        return self.workdir / "split" / f"{dataset}.jsonl"
 
 
 def _write_raw_data(paths: Paths, name: str, org: str) -> None:
     from fastchat_lite.io import write_json
     from fastchat_lite.quickstart_data import identity_records, load_sample_dump
 
-    write_json(paths.raw_sample, load_sample_dump())
-    write_json(paths.raw_identity, identity_records(name, org))
+    write_json(paths.raw("sample"), load_sample_dump())
+    write_json(paths.raw("identity"), identity_records(name, org))
+    write_json(paths.raw("identity_name"), identity_records(name, org, only_naming=True))
 
 
 def _write_train_config(paths: Paths) -> None:
@@ -108,9 +115,10 @@ def _write_train_config(paths: Paths) -> None:
 
     from fastchat_lite.io import atomic_write
 
+    data_path = [str(paths.split(d)) for d in DATASETS for _ in range(DATA_REPEATS[d])]
     config = {
         "model_name_or_path": str(paths.base_model),
-        "data_path": [str(paths.split_identity)] * IDENTITY_REPEATS + [str(paths.split_sample)],
+        "data_path": data_path,
         "output_dir": str(paths.trained_model),
         **TRAIN_SETTINGS,
     }
@@ -125,35 +133,34 @@ def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
     model_flags = [f"--{k.replace('_', '-')}={v}" for k, v in MODEL_SETTINGS.items()]
     max_length = str(TRAIN_SETTINGS["max_length"])
     clean = [
-        ["data", "clean", src, "-o", dst, "--report", dst.with_suffix(".report.json")]
-        for src, dst in ((paths.raw_sample, paths.clean_sample),
-                         (paths.raw_identity, paths.clean_identity))
+        ["data", "clean", paths.raw(d), "-o", paths.clean(d),
+         "--report", paths.clean(d).with_suffix(".report.json")]
+        for d in DATASETS
     ]  # fmt: skip
     split = [
-        ["data", "split", src, "-o", dst, "--tokenizer", paths.base_model,
+        ["data", "split", paths.clean(d), "-o", paths.split(d), "--tokenizer", paths.base_model,
          "--max-length", max_length, "--template", TEMPLATE]
-        for src, dst in ((paths.clean_sample, paths.split_sample),
-                         (paths.clean_identity, paths.split_identity))
+        for d in DATASETS
     ]  # fmt: skip
     return [
         Stage(
-            "raw", "Write the bundled raw data", [paths.raw_sample, paths.raw_identity],
+            "raw", "Write the bundled raw data", [paths.raw(d) for d in DATASETS],
             {"name": name, "org": org}, action=lambda: _write_raw_data(paths, name, org),
         ),
         Stage("clean", "Clean: ChatGPT HTML -> Markdown, drop bad records",
-              [paths.clean_sample, paths.clean_identity], {}, commands=clean),
+              [paths.clean(d) for d in DATASETS], {}, commands=clean),
         Stage(
             "init", "Train a tokenizer, init a small Llama from scratch",
             [paths.base_model / "config.json"], MODEL_SETTINGS,
-            commands=[["init-model", paths.clean_sample, paths.clean_identity,
+            commands=[["init-model", paths.clean("sample"), paths.clean("identity"),
                        "-o", paths.base_model, *model_flags]],
         ),
         Stage("split", "Split long conversations to the training length",
-              [paths.split_sample, paths.split_identity], {}, commands=split),
+              [paths.split(d) for d in DATASETS], {}, commands=split),
         Stage(
             "train", "Train on the CPU (packing + gradient checkpointing)",
             [paths.trained_model / "config.json"],
-            {"train": TRAIN_SETTINGS, "repeats": IDENTITY_REPEATS},
+            {"train": TRAIN_SETTINGS, "repeats": DATA_REPEATS},
             commands=[["train", "--config", paths.train_config]],
             action=lambda: _write_train_config(paths),
         ),

@@ -206,9 +206,24 @@ def load_sample_dump() -> list[dict[str, Any]]:
     return json.loads(_package_file(SAMPLE_FILE).read_text(encoding="utf-8"))
 
 
-def identity_records(name: str, org: str) -> list[dict[str, Any]]:
-    """FastChat's 500 identity conversations, speaking as ``name`` made by ``org``."""
+def _says_name(record: dict[str, Any]) -> bool:
+    return any(
+        re.search(p, turn["value"], flags=re.IGNORECASE)
+        for turn in record["conversations"]
+        if turn["from"] == "gpt"
+        for p in NAME_PATTERNS
+    )
+
+
+def identity_records(name: str, org: str, only_naming: bool = False) -> list[dict[str, Any]]:
+    """FastChat's 500 identity conversations, speaking as ``name`` made by ``org``.
+
+    ``only_naming`` keeps the conversations whose replies say the assistant's name (72 of 500),
+    which the quickstart weights up.
+    """
     records = json.loads(_package_file(IDENTITY_FILE).read_text(encoding="utf-8"))
+    if only_naming:
+        records = [r for r in records if _says_name(r)]
     for record in records:
         for turn in record["conversations"]:
             turn["value"] = substitute_identity(turn["value"], name, org)

@@ -87,3 +87,10 @@ def test_missing_output_redoes_the_stage(tmp_path: Path):
     (tmp_path / "a.txt").unlink()
     StageRunner(tmp_path, console).run_all(stages)
     assert calls == ["a", "a"]
+
+
+def test_naming_subset_holds_exactly_the_conversations_that_say_the_name():
+    naming = identity_records("Quokka", "Tiny Labs", only_naming=True)
+    everything = identity_records("Quokka", "Tiny Labs")
+    says_name = [r for r in everything if "Quokka" in json.dumps(r)]
+    assert naming == says_name and len(naming) == 72
