@@ -39,6 +39,10 @@ _HTML_START = re.compile(
 )
 _HTML_CLOSE = re.compile(r"</(?:div|p|pre|ol|ul|li|table|h[1-6]|blockquote|code|span)>", re.I)
 
+_UI_WRAPPER = re.compile(r"<div\b[^>]*\bclass=\"[^\"]*\bmarkdown\b[^\"]*\bprose\b", re.I)
+_BLOCK_CLOSE = re.compile(r"</(?:p|li|pre|ol|ul|table|h[1-6]|blockquote)>", re.I)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
 _LANG_CLASS = re.compile(r"^(?:language|lang)-(.+)$")
 _BACKTICKS = re.compile(r"`+")
 _STAR = re.compile(r"\*")
@@ -61,8 +65,21 @@ _DROP_TAGS = frozenset({"button", "svg", "script", "style", "noscript", "templat
 
 
 def looks_like_html(text: str) -> bool:
-    """True for ChatGPT-UI HTML: starts with a block/inline tag and closes some element."""
-    return "<" in text and bool(_HTML_START.match(text)) and bool(_HTML_CLOSE.search(text))
+    """True for ChatGPT-UI HTML (a reply to convert), False for plain text or markdown.
+
+    HTML: starts with a UI tag and closes an element, or carries the UI's ``markdown prose``
+    wrapper, or closes a block element outside backticks in text that has no code fence.
+    A markdown reply that *mentions* tags (`` `</p>` ``, fenced HTML examples) stays as is.
+    """
+    if "<" not in text:
+        return False
+    if _HTML_START.match(text):
+        return bool(_HTML_CLOSE.search(text))
+    if _UI_WRAPPER.search(text):
+        return True
+    if "```" in text or "</" not in text:
+        return False
+    return bool(_BLOCK_CLOSE.search(_CODE_SPAN.sub("", text)))
 
 
 def _escape_text(text: str) -> str:

@@ -150,3 +150,7 @@ def test_only_ui_html_is_detected_as_html():
     assert not looks_like_html('What does <div class="x"> do?')
     assert not looks_like_html("Use `<div>` here, then </div>")
     assert not looks_like_html("plain text")
+    assert looks_like_html("Sure! " + reply("<p>hi</p>"))  # text before the wrapper
+    assert looks_like_html("Here:<p>one</p><ul><li>two</li></ul>")
+    assert not looks_like_html("Close it with `</p>` and `</li>`.")
+    assert not looks_like_html("Example:\n```html\n<p>x</p>\n```")

@@ -49,16 +49,26 @@ def split(tmp_path, run_cli, tokenizer_dir, records, *extra):
     return read_jsonl(out), json.loads(report.read_text(encoding="utf-8"))
 
 
+@pytest.mark.parametrize("template", ["vicuna_v1.1", "chatml", "llama-2", "alpaca"])
 def test_every_piece_fits_and_pieces_concatenate_to_the_original(
-    tmp_path, run_cli, tiny_tokenizer_dir, tiny_tokenizer
+    tmp_path, run_cli, tiny_tokenizer_dir, tiny_tokenizer, template
 ):
     records = [long_conversation(f"c{i}", exchanges=3 + 4 * i) for i in range(4)]
     records.append(long_conversation("sys", 9, system="You are terse."))
-    pieces, report = split(tmp_path, run_cli, tiny_tokenizer_dir, records, "--max-length", "400")
+    pieces, report = split(
+        tmp_path,
+        run_cli,
+        tiny_tokenizer_dir,
+        records,
+        "--max-length",
+        "400",
+        "--template",
+        template,
+    )
 
     by_record: dict[str, list[dict]] = {}
     for piece in pieces:
-        assert len(encode_conversation(piece, tiny_tokenizer).input_ids) <= 400
+        assert len(encode_conversation(piece, tiny_tokenizer, template).input_ids) <= 400
         rid, k = piece["id"].rsplit("_", 1)
         by_record.setdefault(rid, []).append(piece)
         assert int(k) == len(by_record[rid]) - 1
@@ -127,3 +137,25 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path, run_cli, capsys):
     src = write_jsonl(tmp_path / "in.jsonl", [long_conversation("a", 1)])
     code = run_cli(["data", "split", str(src), "-o", str(tmp_path / "o.jsonl"), "--quiet"])
     assert code == 2 and "--tokenizer" in capsys.readouterr().err
+
+
+def test_long_conversation_is_tokenized_about_twice_not_once_per_piece_prefix(
+    tiny_tokenizer, monkeypatch
+):
+    import fastchat_lite
+    from data_prep.split import SplitConfig, Splitter
+
+    calls = []
+    real = fastchat_lite.encode_conversation
+
+    def counting(turns, *args, **kwargs):
+        calls.append(len(turns))
+        return real(turns, *args, **kwargs)
+
+    monkeypatch.setattr(fastchat_lite, "encode_conversation", counting)
+    turns = long_conversation("big", 60)["conversations"]
+    pieces, long = Splitter(tiny_tokenizer, SplitConfig(max_length=300)).split(turns)
+    assert len(pieces) >= 8 and not long
+    assert [t for p in pieces for t in p] == turns
+    # one pass over the whole conversation + about one measurement per piece
+    assert sum(calls) <= 2 * len(turns) + 4 * len(pieces)
