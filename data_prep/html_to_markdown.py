@@ -18,6 +18,7 @@ Rules, each chosen so a CommonMark renderer shows what the HTML showed:
   ``<div>`` the model wrote, so the model's own text is ``<div>``;
 * inline code keeps its spaces as typed (a line break becomes a space);
 * tables become GFM pipe tables with ``|`` in cells escaped; headings are ATX (``#``);
+* KaTeX math becomes ``$tex$`` / ``$$ ... $$`` from its TeX annotation;
 * buttons, SVG icons, scripts and styles are dropped.
 
 Callers decide which turns are HTML (:func:`looks_like_html`); human turns are never converted.
@@ -254,6 +255,8 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
             return self._fenced_block(node)
         if name in _DROP_TAGS:
             return ""
+        if name == "span" and "katex" in (node.get("class") or ()):
+            return _katex(node)
         return super().process_tag(node, parent_tags)
 
     def _fenced_block(self, pre: Tag) -> str:
@@ -294,6 +297,17 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
         if isinstance(href, str) and re.search(r"[\s()<>]", href):
             el["href"] = "<" + href.replace("<", "%3C").replace(">", "%3E") + ">"
         return super().convert_a(el, text, parent_tags)
+
+
+def _katex(span: Tag) -> str:
+    """KaTeX math as ``$tex$`` (inline) or a ``$$`` block, from its TeX annotation."""
+    annotation = span.find("annotation")
+    tex = annotation.get_text().strip() if isinstance(annotation, Tag) else ""
+    if not tex:
+        return span.get_text()
+    parent = span.parent
+    display = isinstance(parent, Tag) and "katex-display" in (parent.get("class") or ())
+    return f"\n\n$$\n{tex}\n$$\n\n" if display else f"${tex}$"
 
 
 def _escape_block_start(match: re.Match[str]) -> str:

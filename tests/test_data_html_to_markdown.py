@@ -131,6 +131,24 @@ def test_chinese_and_emoji_survive():
     assert md == "你好，世界！**加粗** 🎉🚀\n\n- 列表 👍"
 
 
+def _katex(tex: str, display: bool = False) -> str:
+    inner = (
+        '<span class="katex"><span class="katex-mathml"><math><semantics><mrow><msup><mi>x'
+        f'</mi><mn>2</mn></msup></mrow><annotation encoding="application/x-tex">{tex}'
+        '</annotation></semantics></math></span><span class="katex-html" aria-hidden="true">'
+        '<span class="base"><span class="mord">x</span><span class="msupsub">2</span></span>'
+        "</span></span>"
+    )
+    if display:
+        return f'<span class="math math-display"><span class="katex-display">{inner}</span></span>'
+    return f'<span class="math math-inline">{inner}</span>'
+
+
+def test_katex_math_becomes_tex_between_dollars():
+    md = html_to_markdown(reply(f"<p>Area is {_katex('x^2')} here.</p>", _katex("a_1+b", True)))
+    assert md == "Area is $x^2$ here.\n\n$$\na_1+b\n$$"
+
+
 def test_inline_code_keeps_its_spaces():
     md = html_to_markdown(reply("<p>Run <code>a  =  b</code> or <code>x\ny</code></p>"))
     assert md == "Run `a  =  b` or `x y`"
