@@ -172,3 +172,27 @@ def test_only_ui_html_is_detected_as_html():
     assert looks_like_html("Here:<p>one</p><ul><li>two</li></ul>")
     assert not looks_like_html("Close it with `</p>` and `</li>`.")
     assert not looks_like_html("Example:\n```html\n<p>x</p>\n```")
+
+
+def test_whole_reply_renders_like_the_markdown_the_model_wrote():
+    """The grading view: CommonMark renders of ours and of the intended markdown agree."""
+    html = reply(
+        "<h3>安装 🎉</h3><p>Install it with <code>pip install my_pkg</code> &amp; check "
+        '<a href="https://example.com/docs">the docs</a>:</p>',
+        code_block(PYTHON_CODE_HTML),
+        "<ol><li><p><strong>Create</strong> a file:</p><ul><li>name it <code>main.py</code></li>"
+        "<li>use <em>UTF-8</em></li></ul></li><li><p>Run it.</p></li></ol>",
+        "<table><thead><tr><th>Flag</th><th>Meaning</th></tr></thead><tbody><tr><td>"
+        "<code>-v</code></td><td>verbose &lt;on&gt;</td></tr></tbody></table>",
+        "<blockquote><p>Note: it&#x27;s 2 * 3 = 6.</p></blockquote>",
+    )
+    intended = (
+        "### 安装 🎉\n\nInstall it with `pip install my_pkg` & check "
+        "[the docs](https://example.com/docs):\n\n"
+        f"```python\n{PYTHON_CODE_TEXT}\n```\n\n"
+        "1. **Create** a file:\n\n   * name it `main.py`\n   * use *UTF-8*\n\n2. Run it.\n\n"
+        "| Flag | Meaning |\n|------|---------|\n| `-v` | verbose <on> |\n\n"
+        "> Note: it's 2 * 3 = 6.\n"
+    )
+    ours = html_to_markdown(html)
+    assert render(ours) == render(intended)
