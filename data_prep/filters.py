@@ -56,6 +56,9 @@ DEFAULT_BLOCKED_PHRASES: tuple[str, ...] = (
 )
 
 
+_MARKDOWN_MARKS = re.compile(r"[*_`\\]+")
+
+
 class PhraseMatcher:
     """Case-insensitive phrase search tolerant of runs of whitespace and curly apostrophes."""
 
@@ -81,13 +84,15 @@ class PhraseMatcher:
         return longest if len(longest) >= 3 else ""
 
     def search(self, text: str) -> str | None:
-        """The matched phrase as it appears in ``text``, or None."""
+        """The matched phrase as it appears in ``text`` (markdown marks ignored), or None."""
         if self._regex is None:
             return None
         if self._anchors:
             lowered = text.lower()
             if not any(anchor in lowered for anchor in self._anchors):
                 return None
+        if "*" in text or "_" in text or "`" in text:
+            text = _MARKDOWN_MARKS.sub("", text)  # "I am **ChatGPT**" still leaks
         match = self._regex.search(text)
         return match.group(0) if match else None
 

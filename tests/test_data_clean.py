@@ -114,6 +114,11 @@ def test_each_bad_record_is_dropped_with_its_reason(value, reason):
     assert outcome.detail
 
 
+def test_blocked_phrase_is_found_through_markdown_emphasis():
+    leak = conversation("em", ("Who?", reply("<p>I am <strong>ChatGPT</strong>.</p>")))
+    assert clean_one(leak).reason == "blocked_phrase"
+
+
 def test_blocked_phrases_only_count_in_gpt_turns():
     assert kept_turns(conversation("h", ("Are you ChatGPT trained by OpenAI?", "No, I am Vicuna.")))
 
