@@ -64,10 +64,11 @@ class PhraseMatcher:
 
     def __init__(self, phrases: Iterable[str]) -> None:
         self.phrases = [p.strip() for p in phrases if p.strip()]
-        parts = [self._pattern(p) for p in self.phrases]
+        plain = [_MARKDOWN_MARKS.sub("", p) for p in self.phrases]  # texts are matched so
+        parts = [self._pattern(p) for p in plain if p.strip()]
         self._regex = re.compile("|".join(parts), re.IGNORECASE) if parts else None
         # Cheap pre-check: the longest word of every phrase must occur for any to match.
-        anchors = [self._anchor(p) for p in self.phrases]
+        anchors = [self._anchor(p) for p in plain]
         self._anchors = tuple(set(anchors)) if all(anchors) else ()
 
     @staticmethod
