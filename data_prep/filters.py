@@ -68,7 +68,7 @@ class PhraseMatcher:
         parts = [self._pattern(p) for p in plain if p.strip()]
         self._regex = re.compile("|".join(parts), re.IGNORECASE) if parts else None
         # Cheap pre-check: the longest word of every phrase must occur for any to match.
-        anchors = [self._anchor(p) for p in plain]
+        anchors = [self._anchor(p) for p in self.phrases]
         self._anchors = tuple(set(anchors)) if all(anchors) else ()
 
     @staticmethod
@@ -80,7 +80,9 @@ class PhraseMatcher:
 
     @staticmethod
     def _anchor(phrase: str) -> str:
-        words = [w for w in phrase.lower().split() if "'" not in w and w.isascii()]
+        # A piece without markdown marks: present in the raw and the mark-stripped text.
+        pieces = _MARKDOWN_MARKS.sub(" ", phrase.lower()).split()
+        words = [w for w in pieces if "'" not in w and w.isascii()]
         longest = max(words, key=len, default="")
         return longest if len(longest) >= 3 else ""
 
