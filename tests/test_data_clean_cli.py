@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -155,3 +157,30 @@ def test_a_crash_mid_run_leaves_no_output_and_keeps_the_old_one(tmp_path, run_cl
         run_cli(["data", "clean", str(src), "-o", str(out), "--quiet", "--chunk-size", "4"])
     assert out.read_text() == "previous run\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+def _peak_rss_kib_of_clean(src, out) -> int:
+    code = (
+        "import resource, fastchat_lite.cli as c\n"
+        "c.COMMANDS = {'data': 'data_prep.cli'}\n"
+        f"assert c.main(['data', 'clean', {str(src)!r}, '-o', {str(out)!r}, '--quiet']) == 0\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1])
+
+
+def test_memory_does_not_grow_with_the_input(tmp_path):
+    def dump(path, n):
+        with path.open("w", encoding="utf-8") as f:
+            f.write("[")
+            for i in range(n):
+                text = f"reply {i} " + "lorem ipsum 你好 " * 600  # ~10 KB per conversation
+                f.write(("," if i else "") + json.dumps(conversation(f"m{i}", (f"q{i}", text))))
+            f.write("]")
+        return path
+
+    small = _peak_rss_kib_of_clean(dump(tmp_path / "small.json", 200), tmp_path / "s.jsonl")
+    big = _peak_rss_kib_of_clean(dump(tmp_path / "big.json", 4000), tmp_path / "b.jsonl")
+    assert (tmp_path / "big.json").stat().st_size > 30_000_000
+    assert big - small < 20_000, (small, big)  # KiB: loading 30 MB whole would add >100 MB
