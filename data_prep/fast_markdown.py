@@ -40,7 +40,17 @@ _LINE = re.compile(r"^(.*)", re.MULTILINE)
 
 
 class _Node:
-    __slots__ = ("attrs", "children", "name", "next", "parent", "prev", "text")
+    __slots__ = (
+        "attrs",
+        "children",
+        "li_count",
+        "name",
+        "next",
+        "ordinal",
+        "parent",
+        "prev",
+        "text",
+    )
 
     def __init__(self, name: str | None, parent: _Node | None, text: str = "") -> None:
         self.name = name  # None for a text node
@@ -50,6 +60,8 @@ class _Node:
         self.children: list[_Node] = []
         self.prev: _Node | None = None
         self.next: _Node | None = None
+        self.li_count = 0  # <li> children so far
+        self.ordinal = 0  # for an <li>: how many <li> siblings precede it
 
 
 class _Unsupported(Exception):
@@ -90,6 +102,9 @@ def _parse(markup: str) -> _Node:
 def _append(parent: _Node, child: _Node) -> None:
     if child.name is None and parent.name in _TABLE_PARTS:
         raise _Unsupported  # markdownify's row logic sees such text: keep it on the slow path
+    if child.name == "li":
+        child.ordinal = parent.li_count
+        parent.li_count += 1
     if parent.children:
         last = parent.children[-1]
         last.next, child.prev = child, last
@@ -254,8 +269,7 @@ def _li(node: _Node, text: str) -> str:
     if parent is not None and parent.name == "ol":
         start = parent.attrs.get("start", "")
         first = int(start) if start.isnumeric() else 1
-        before = sum(1 for c in parent.children[: parent.children.index(node)] if c.name == "li")
-        bullet = f"{first + before}. "
+        bullet = f"{first + node.ordinal}. "
     else:
         bullet = "- "
     indent = " " * len(bullet)
