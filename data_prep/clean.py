@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -45,7 +46,9 @@ from fastchat_lite.io import RawRecord, atomic_write, iter_records
 class CleanConfig:
     """Options of ``fastchat-lite data clean`` (flags, YAML keys and defaults in one place)."""
 
-    workers: int = field(default=1, metadata={"help": "worker processes converting HTML"})
+    workers: int = field(
+        default=1, metadata={"help": "worker processes converting HTML (0 = one per CPU)"}
+    )
     max_chars: int = field(
         default=1_000_000, metadata={"help": "drop a record with a message longer than this"}
     )
@@ -270,7 +273,8 @@ def clean_file(
     bar = tqdm(desc="clean", unit=" conv", disable=None if progress else True, file=sys.stderr)
     with atomic_write(out_path) as out, bar:
         chunks = chunked(reader, max(1, config.chunk_size))
-        for outcome in map_ordered(_clean_chunk, chunks, config.workers, _init_worker, args):
+        workers = config.workers if config.workers > 0 else (os.cpu_count() or 1)
+        for outcome in map_ordered(_clean_chunk, chunks, workers, _init_worker, args):
             tally.read += 1
             bar.update()
             if outcome.reason is not None:
