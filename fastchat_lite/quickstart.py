@@ -110,7 +110,10 @@ def _write_raw_data(paths: Paths, name: str, org: str) -> None:
     write_json(paths.raw("identity_name"), identity_records(name, org, only_naming=True))
 
 
-def _write_train_config(paths: Paths) -> None:
+def _prepare_training(paths: Paths) -> None:
+    """Write ``train.yaml`` and clear an older output, so a redo never resumes stale weights."""
+    import shutil
+
     import yaml
 
     from fastchat_lite.io import atomic_write
@@ -122,6 +125,7 @@ def _write_train_config(paths: Paths) -> None:
         "output_dir": str(paths.trained_model),
         **TRAIN_SETTINGS,
     }
+    shutil.rmtree(paths.trained_model, ignore_errors=True)
     with atomic_write(paths.train_config) as handle:
         handle.write("# Written by fastchat-lite quickstart; edit and re-run train with it.\n")
         yaml.safe_dump(config, handle, sort_keys=False)
@@ -162,7 +166,7 @@ def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
             [paths.trained_model / "config.json"],
             {"train": TRAIN_SETTINGS, "repeats": DATA_REPEATS},
             commands=[["train", "--config", paths.train_config]],
-            action=lambda: _write_train_config(paths),
+            action=lambda: _prepare_training(paths),
         ),
     ]  # fmt: skip
 
@@ -233,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     if not all(r.ok for r in results):
         console.print(
             "[yellow]The model did not say its name/organisation every time. Train longer: "
-            f"fastchat-lite train --config {paths.train_config} --num-train-epochs 6[/]"
+            f"fastchat-lite train --config {paths.train_config} --num-train-epochs 4[/]"
         )
         return 1
     return 0

@@ -94,3 +94,20 @@ def test_naming_subset_holds_exactly_the_conversations_that_say_the_name():
     everything = identity_records("Quokka", "Tiny Labs")
     says_name = [r for r in everything if "Quokka" in json.dumps(r)]
     assert naming == says_name and len(naming) == 72
+
+
+def test_identity_answer_is_judged_on_the_parts_each_question_asks_for():
+    from fastchat_lite.quickstart_check import judge
+
+    assert judge("Who are you?", "I am quokka, made by TINY LABS.", "Quokka", "Tiny Labs").ok
+    assert judge("Who are you?", "I am Quokka.", "Quokka", "Tiny Labs").missing == ["Tiny Labs"]
+    assert judge("Who created you?", "Tiny Labs made me.", "Quokka", "Tiny Labs").ok
+    assert not judge("What is your name?", "Tiny Labs made me.", "Quokka", "Tiny Labs").ok
+
+
+def test_served_model_id_is_a_slug_of_the_assistant_name():
+    from fastchat_lite.quickstart_serve import model_name_for
+
+    assert model_name_for("Quokka") == "quokka"
+    assert model_name_for("Tiny Labs Bot 2") == "tiny-labs-bot-2"
+    assert model_name_for("你好") == "quickstart"
