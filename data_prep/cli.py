@@ -8,11 +8,14 @@ and defaults); the work is done in the module named after the command. Heavy imp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastchat_lite.config import add_dataclass_arguments, build_config
+from fastchat_lite.errors import FastChatLiteError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +88,17 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_stats)
 
 
+@contextlib.contextmanager
+def _os_errors_as_user_errors() -> Iterator[None]:
+    """An unwritable output or unreadable file is a one-line error, not a traceback."""
+    try:
+        yield
+    except FastChatLiteError:
+        raise
+    except OSError as exc:
+        raise FastChatLiteError(str(exc)) from None
+
+
 def _finish(title: str, args: argparse.Namespace, drops, started: float) -> int:
     from data_prep.report import print_summary
 
@@ -106,7 +120,7 @@ def run_clean(args: argparse.Namespace) -> int:
 
     config = build_config(CleanConfig, args, args.config)
     started = time.perf_counter()
-    with DropLog(Tally()) as drops:
+    with _os_errors_as_user_errors(), DropLog(Tally()) as drops:
         clean_file(args.input, args.output, config, drops, progress=not args.quiet)
         return _finish(f"data clean {Path(args.input).name}", args, drops, started)
 
@@ -117,7 +131,7 @@ def run_split(args: argparse.Namespace) -> int:
 
     config = build_config(SplitConfig, args, args.config)
     started = time.perf_counter()
-    with DropLog(Tally()) as drops:
+    with _os_errors_as_user_errors(), DropLog(Tally()) as drops:
         split_file(args.input, args.output, config, drops, progress=not args.quiet)
         return _finish(f"data split {Path(args.input).name}", args, drops, started)
 
@@ -128,7 +142,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
     config = build_config(ConvertConfig, args, args.config)
     started = time.perf_counter()
-    with DropLog(Tally()) as drops:
+    with _os_errors_as_user_errors(), DropLog(Tally()) as drops:
         convert_file(args.input, args.output, config, drops)
         return _finish(f"data convert {Path(args.input).name}", args, drops, started)
 
@@ -138,8 +152,9 @@ def run_stats(args: argparse.Namespace) -> int:
     from fastchat_lite.io import write_json
 
     config = build_config(StatsConfig, args, args.config)
-    stats = compute_stats(args.input, config)
-    print_stats(stats, file=sys.stdout)
-    if args.json:
-        write_json(args.json, stats)
+    with _os_errors_as_user_errors():
+        stats = compute_stats(args.input, config)
+        print_stats(stats, file=sys.stdout)
+        if args.json:
+            write_json(args.json, stats)
     return 0

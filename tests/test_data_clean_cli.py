@@ -112,6 +112,16 @@ def test_unreadable_input_exits_2_with_one_line_and_no_output(
     assert not out.exists()
 
 
+def test_unwritable_output_is_a_one_line_error(tmp_path, run_cli, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(conversation("a", ("q", "a"))) + "\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert run_cli(["data", "clean", str(src), "-o", str(blocker / "out.jsonl"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_truncated_json_list_keeps_what_was_read_and_warns(tmp_path, run_cli, capsys):
     good = [conversation(f"g{i}", (f"q{i}", "a")) for i in range(3)]
     text = json.dumps(good)[:-1] + ', {"id": "cut", "conversations": [{"from": "hu'
