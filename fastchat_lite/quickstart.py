@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fastchat_lite.errors import FastChatLiteError
+
 DEFAULT_NAME = "Vicuna"
 DEFAULT_ORG = "LMSYS"
 TEMPLATE = "vicuna_v1.1"
@@ -208,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
     from fastchat_lite.quickstart_check import answers_table, check_identity
     from fastchat_lite.quickstart_stages import StageRunner, timings_table
 
+    if not args.name.strip() or not args.org.strip():
+        raise FastChatLiteError("--name and --org must not be empty: the model learns to say them")
     console = Console()
     started = time.perf_counter()
     paths = Paths(Path(args.workdir))
