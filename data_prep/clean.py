@@ -28,7 +28,6 @@ from data_prep.filters import (
     detect_language,
     load_phrases,
 )
-from data_prep.html_to_markdown import html_to_markdown, looks_like_html
 from data_prep.normalize import (
     RecordDropped,
     check_turns,
@@ -96,6 +95,11 @@ class Cleaner:
     """Cleans one record at a time; built once per worker process."""
 
     def __init__(self, config: CleanConfig, phrases: list[str]) -> None:
+        # bs4 + markdownify load here, not at import: `fastchat-lite --help` stays fast.
+        from data_prep.html_to_markdown import html_to_markdown, looks_like_html
+
+        self.html_to_markdown = html_to_markdown
+        self.looks_like_html = looks_like_html
         self.config = config
         self.blocked = PhraseMatcher(phrases)
         self.languages = config.languages()
@@ -128,13 +132,12 @@ class Cleaner:
         check_turns(turns)
         return turns
 
-    @staticmethod
-    def convert_value(role: str, text: str, i: int) -> str:
+    def convert_value(self, role: str, text: str, i: int) -> str:
         text = strip_noise(text)
-        if role != "gpt" or "<" not in text or not looks_like_html(text):
+        if role != "gpt" or "<" not in text or not self.looks_like_html(text):
             return text  # human turns are plain text, whatever they contain
         try:
-            return html_to_markdown(text)
+            return self.html_to_markdown(text)
         except Exception as exc:  # bs4 raises several types; the record is counted
             raise RecordDropped(DropReason.HTML_ERROR, f"turn {i}: {exc!r}"[:300]) from None
 
