@@ -49,9 +49,12 @@ _BACKTICKS = re.compile(r"`+")
 _STAR = re.compile(r"\*")
 _UNDERSCORE = re.compile(r"_")
 _ENTITY_LIKE_AMP = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
-# A paragraph line a renderer would read as a heading, quote, list item or setext underline.
+# A paragraph line a renderer would read as a heading, quote, list item, setext underline,
+# thematic break or code fence.
 _BLOCK_START = re.compile(
-    r"^( {0,3})(#{1,6}(?=\s|$)|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|=+\s*$)", re.M
+    r"^( {0,3})(#{1,6}(?=\s|$)|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|=+[ \t]*$|-{2,}[ \t]*$"
+    r"|~{3,})",
+    re.M,
 )
 # Fast path: a ``<pre>`` holding a ``<code>`` is converted with regexes before parsing, so
 # the thousands of highlight.js spans inside code never become BeautifulSoup tags.

@@ -122,6 +122,8 @@ def test_plain_text_is_escaped_only_where_commonmark_would_misread_it(text, mark
 def test_paragraph_that_looks_like_a_list_or_heading_stays_a_paragraph():
     md = html_to_markdown(reply("<p>1. not a list</p><p># not a heading</p><p>- no</p>"))
     assert render(md) == "<p>1. not a list</p>\n<p># not a heading</p>\n<p>- no</p>\n"
+    md = html_to_markdown(reply("<p>title<br>---<br>===<br>~~~ not a fence</p>"))
+    assert render(md) == "<p>title<br />\n---<br />\n===<br />\n~~~ not a fence</p>\n"
 
 
 def test_chinese_and_emoji_survive():
