@@ -80,8 +80,13 @@ def strip_noise(text: str) -> str:
 
 
 def trim_ends(turns: list[Turn]) -> list[Turn]:
-    """Drop gpt turns before the first human turn and human turns after the last gpt turn."""
+    """Drop gpt turns before the first human turn and human turns after the last gpt turn.
+
+    An empty leading system turn is dropped too: it means "no system prompt".
+    """
     system = turns[:1] if turns and turns[0]["from"] == "system" else []
+    if system and not system[0]["value"].strip():
+        turns, system = turns[1:], []
     body = turns[len(system) :]
     start = 0
     while start < len(body) and body[start]["from"] != "human":

@@ -81,6 +81,18 @@ def test_openai_messages_keep_the_system_turn_and_are_trainable(tmp_path, run_cl
     assert tokenize_conversation(out[0], tiny_tokenizer)["input_ids"]
 
 
+def test_empty_system_message_means_no_system_turn(tmp_path, run_cli):
+    record = {
+        "messages": [
+            {"role": "system", "content": ""},
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+        ]
+    }
+    out, _ = convert(tmp_path, run_cli, [record], "openai")
+    assert [t["from"] for t in out[0]["conversations"]] == ["human", "gpt"]
+
+
 def test_auto_detects_each_record_and_counts_bad_ones(tmp_path, run_cli):
     records = [
         {"instruction": "a", "output": "b"},
