@@ -135,15 +135,25 @@ def model_name_for(name: str) -> str:
 
 
 def ask(server: Server, question: str, max_tokens: int = 64) -> str:
-    """One chat completion through the official ``openai`` client, greedy."""
-    from openai import OpenAI
+    """One greedy chat completion through the official ``openai`` client.
 
+    The client comes with the ``dev`` extra; without it the same request goes through httpx,
+    so ``pip install fastchat-lite[all]`` alone still completes the quickstart.
+    """
+    messages = [{"role": "user", "content": question}]
+    try:
+        from openai import OpenAI
+    except ImportError:
+        import httpx
+
+        body = {"model": server.model, "messages": messages, "temperature": 0,
+                "max_tokens": max_tokens}  # fmt: skip
+        response = httpx.post(f"{server.api_base}/chat/completions", json=body, timeout=60.0)
+        response.raise_for_status()
+        return str(response.json()["choices"][0]["message"]["content"] or "").strip()
     client = OpenAI(base_url=server.api_base, api_key="EMPTY", timeout=60.0)
     reply = client.chat.completions.create(
-        model=server.model,
-        messages=[{"role": "user", "content": question}],
-        temperature=0,
-        max_tokens=max_tokens,
+        model=server.model, messages=messages, temperature=0, max_tokens=max_tokens
     )
     return (reply.choices[0].message.content or "").strip()
 
