@@ -197,6 +197,19 @@ def _train_summary(paths: Paths, console: Any) -> None:
         console.print(f"loss curve: [bold]{curve}[/]", soft_wrap=True)
 
 
+def _next_steps(paths: Paths, console: Any) -> None:
+    console.print(
+        "\n[bold]Next:[/]\n"
+        f"  chat in the terminal   fastchat-lite chat --model {paths.trained_model}\n"
+        f"  serve it again         fastchat-lite serve local --model {paths.trained_model}\n"
+        f"  retrain with changes   edit {paths.train_config}, then "
+        f"fastchat-lite train --config {paths.train_config}\n"
+        f"  every command it ran   {paths.workdir / 'commands.sh'}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
 def _write_answers(path: Path, results: list[Any]) -> None:
     """What the model said, for scripts and CI to check."""
     from fastchat_lite.io import write_json
@@ -238,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
     _write_answers(paths.answers, results)
     console.print(timings_table(runner.results))
     console.print(f"total wall time {time.perf_counter() - started:.1f} s")
+    _next_steps(paths, console)
     if not all(r.ok for r in results):
         console.print(
             "[yellow]The model did not say its name/organisation every time. Train longer: "

@@ -142,3 +142,25 @@ def test_ctrl_c_stops_the_served_model_and_every_server_process(first_run):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_plain_transformers_with_the_saved_chat_template_gets_the_same_identity(first_run):
+    # No fastchat-lite code on this path: what any HF user (or vLLM) would do with the model.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = first_run[0] / "models" / "trained"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Who are you?"}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=40, do_sample=False)
+    answer = tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert NAME in answer and ORG in answer, answer
