@@ -7,21 +7,24 @@ controller, the worker and the API together, and nothing is left behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastchat_lite.quickstart_stages import QuickstartError, cli_argv, command_env
+from fastchat_lite.quickstart_stages import (
+    QuickstartError,
+    cli_argv,
+    command_env,
+    die_with_parent_hook,
+)
 
 
 @dataclass
@@ -87,11 +90,6 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # `kill` of quickstart stops the server like Ctrl-C does
 
 
-def _die_with_parent() -> None:  # in the child between fork and exec: SIGTERM if we die
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @contextlib.contextmanager
 def serving(
     model_dir: Path, model_name: str, ports: tuple[int, int], log_path: Path, timeout: float = 180.0
@@ -110,7 +108,7 @@ def serving(
                 stderr=subprocess.STDOUT,
                 env=command_env(),
                 start_new_session=True,  # its own group: Ctrl-C here stops it via stop()
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent_hook(),
             )
         try:
             model = wait_ready(proc, api_base, log_path, timeout)

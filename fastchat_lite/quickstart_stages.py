@@ -9,10 +9,13 @@ everything downstream, while an unchanged run finishes in seconds. ``--force`` r
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +65,17 @@ def command_env() -> dict[str, str]:
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def _die_with_parent() -> None:  # in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes a child get SIGTERM if quickstart dies (Linux), so a killed
+    quickstart never leaves a training run or a server behind."""
+    return _die_with_parent if sys.platform.startswith("linux") else None
 
 
 class StageRunner:
@@ -131,7 +145,9 @@ class StageRunner:
         self.console.print(f"[bold]$ {shown}[/]", soft_wrap=True)
         self._record_command(shown)
         # Output goes straight to the terminal so the command's own progress bars show.
-        done = subprocess.run(cli_argv(args), env=command_env(), check=False)
+        done = subprocess.run(
+            cli_argv(args), env=command_env(), check=False, preexec_fn=die_with_parent_hook()
+        )
         if done.returncode != 0:
             raise QuickstartError(
                 f"stage '{stage.name}' failed (exit {done.returncode}) running: {shown}\n"
