@@ -32,7 +32,7 @@ from data_prep.normalize import (
     RecordDropped,
     check_turns,
     raw_turns,
-    record_id,
+    readable_record_id,
     strip_noise,
     trim_ends,
 )
@@ -107,11 +107,7 @@ class Cleaner:
     def clean(self, raw: RawRecord) -> Outcome:
         rid = None
         try:
-            if raw.error is not None:
-                bad_utf8 = "UTF-8" in raw.error
-                reason = DropReason.INVALID_UTF8 if bad_utf8 else DropReason.INVALID_JSON
-                raise RecordDropped(reason, raw.error)
-            rid = record_id(raw.value, raw.index) if isinstance(raw.value, dict) else None
+            rid = readable_record_id(raw)
             turns = self.normalise(raw_turns(raw.value))
             self.filter(turns)
         except RecordDropped as drop:

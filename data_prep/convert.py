@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.filters import DropReason
-from data_prep.normalize import RecordDropped, check_turns, raw_turns, record_id, trim_ends
+from data_prep.normalize import (
+    RecordDropped,
+    check_turns,
+    raw_turns,
+    readable_record_id,
+    trim_ends,
+)
 from data_prep.report import DropLog, Tally
 from fastchat_lite.errors import ConversationError
 from fastchat_lite.io import atomic_write, iter_records
@@ -110,11 +116,7 @@ def convert_file(
             tally.read += 1
             rid = None
             try:
-                if raw.error is not None:
-                    bad_utf8 = "UTF-8" in raw.error
-                    reason = DropReason.INVALID_UTF8 if bad_utf8 else DropReason.INVALID_JSON
-                    raise RecordDropped(reason, raw.error)
-                rid = record_id(raw.value, raw.index) if isinstance(raw.value, dict) else None
+                rid = readable_record_id(raw)
                 turns = convert_record(raw.value, config.from_format)
             except RecordDropped as drop:
                 drops.drop(raw.index, rid, drop.reason, drop.detail)

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from data_prep.filters import DropReason
+from fastchat_lite.io import RawRecord
 from fastchat_lite.messages import ROLE_ALIASES, SHAREGPT_ROLE
 
 # Any alias fastchat_lite understands -> the ShareGPT role written to disk.
@@ -45,6 +46,18 @@ def record_id(value: dict[str, Any], index: int) -> str:
     if isinstance(raw, (str, int)) and not isinstance(raw, bool):
         return str(raw)
     raise RecordDropped(DropReason.BAD_SHAPE, f"'id' must be a string, got {type(raw).__name__}")
+
+
+def readable_record_id(raw: RawRecord) -> str | None:
+    """The id of a record as read, raising :class:`RecordDropped` if it could not be parsed.
+
+    ``None`` for a record that is not an object (its shape is rejected by :func:`raw_turns`).
+    """
+    if raw.error is not None:
+        bad_utf8 = "UTF-8" in raw.error
+        raise RecordDropped(DropReason.INVALID_UTF8 if bad_utf8 else DropReason.INVALID_JSON,
+                            raw.error)  # fmt: skip
+    return record_id(raw.value, raw.index) if isinstance(raw.value, dict) else None
 
 
 def raw_turns(value: Any) -> list[Turn]:
