@@ -98,6 +98,17 @@ class ServeClient:
         with suppress(ServeError):  # the controller is down too; its expiry will catch up
             await self._controller("/report_failure", {"worker_address": worker_address})
 
+    async def _report_if_dead(self, worker_address: str) -> None:
+        """After a request broke mid-stream, drop the worker only if it no longer answers:
+        one failed request must not take a healthy worker out of rotation."""
+        try:
+            response = await self._http.get(f"{worker_address}/health", timeout=2.0)
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await self.report_failure(worker_address)
+
     async def generate_stream(
         self, model: str, request: GenerateRequest
     ) -> AsyncIterator[GenerateChunk]:
@@ -134,11 +145,11 @@ class ServeClient:
                 if chunk.finish_reason is not None:
                     return
         except (httpx.TransportError, json.JSONDecodeError, ValidationError) as exc:
-            await self.report_failure(address)
+            await self._report_if_dead(address)
             raise WorkerFailedError(
                 f"worker {address} failed mid-request ({type(exc).__name__}); please retry"
             ) from None
-        await self.report_failure(address)
+        await self._report_if_dead(address)
         raise WorkerFailedError(f"worker {address} closed the stream before finishing")
 
     async def stream_chat(

@@ -20,6 +20,10 @@ MAX_N = 8
 MAX_STOP = 4
 
 
+# torch.Generator takes a 64-bit seed; OpenAI documents seed as an integer without a range.
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
 class _Schema(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -78,7 +82,7 @@ class SamplingParams(_Schema):
     repetition_penalty: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     stop: list[str] = Field(default_factory=list)
     stop_token_ids: list[int] = Field(default_factory=list)
-    seed: int | None = None
+    seed: Seed | None = None
     ignore_eos: bool = False
 
     @property
@@ -115,7 +119,7 @@ class _GenerationRequest(_Schema):
     stop: list[str] = Field(default_factory=list)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     user: str | None = None
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0

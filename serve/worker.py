@@ -74,6 +74,18 @@ class WorkerService:
         return ids, params
 
     async def stream(self, ids: list[int], params: Any) -> AsyncIterator[bytes]:
+        """NDJSON chunks; an unexpected failure ends the stream with an error chunk instead of
+        a cut connection, so the caller can tell a failed request from a dead worker."""
+        try:
+            async for line in self._stream(ids, params):
+                yield line
+        except Exception as exc:
+            log.exception("request failed")
+            info = ErrorInfo(message=f"generation failed: {exc}", type="server_error")
+            chunk = GenerateChunk(error=info, error_status=500)
+            yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
+
+    async def _stream(self, ids: list[int], params: Any) -> AsyncIterator[bytes]:
         stream = self.engine.generate(ids, params)
         async with contextlib.aclosing(stream):
             async for out in stream:

@@ -86,6 +86,7 @@ def test_reported_failure_removes_the_worker_at_once():
         {"messages": [{"role": "robot", "content": "x"}]},
         {"stream_options": {"include_usage": True}},  # needs stream: true
         {"presence_penalty": 3},
+        {"seed": 2**70},  # torch.Generator takes 64 bits; this once cut the worker's stream
     ],
 )
 def test_chat_request_rejects_out_of_range_values(bad):
@@ -117,3 +118,35 @@ def test_completion_prompt_may_be_a_list_and_generate_request_needs_one_input():
         GenerateRequest()
     with pytest.raises(ValidationError):
         GenerateRequest(prompt="x", messages=[{"role": "user", "content": "y"}])
+
+
+def test_a_request_failing_mid_stream_keeps_a_healthy_worker_in_rotation():
+    import asyncio
+
+    import httpx
+
+    from serve.client import ServeClient
+
+    reported: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        reported.append(request.url.path)
+        return httpx.Response(200, json={})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = ServeClient("http://controller", http=http)
+    asyncio.run(client._report_if_dead("http://worker"))
+    assert reported == []
+
+    def dead(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            raise httpx.ConnectError("refused")
+        reported.append(request.url.path)
+        return httpx.Response(200, json={})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(dead))
+    client = ServeClient("http://controller", http=http)
+    asyncio.run(client._report_if_dead("http://worker"))
+    assert reported == ["/report_failure"]
