@@ -4,12 +4,12 @@ How it works, and why it is exact:
 
 1. The template renders the conversation as segments (:func:`render_segments`); each knows
    whether the template or a person wrote it and whether the loss covers it.
-2. The rendered text is cut only at the special tokens the template itself emitted (BOS, EOS,
-   ``<|im_start|>`` ...). Those become their ids directly; every stretch between them is
-   tokenized in one call with special-token parsing off. A Hugging Face fast tokenizer also
-   splits at special tokens before running the model, so for ordinary text the ids equal
-   ``tokenizer(rendered_text, add_special_tokens=False)`` - what the server feeds the model -
-   while ``</s>`` or ``<|im_start|>`` typed by a user stays text and cannot inject a token.
+2. Ordinary conversations are tokenized as one rendered text with offsets, so the ids equal
+   ``tokenizer(rendered_text, add_special_tokens=False)`` - what the server feeds the model.
+   When a message contains the text of an added token (``</s>``, ``<|im_start|>`` ...), the
+   rendered text is instead cut at the special tokens the template itself emitted; those
+   become their ids and every stretch between them is tokenized with special-token parsing
+   off, so the typed ``</s>`` stays text and cannot inject a token or shift the mask.
 3. A token is trained when its character span overlaps an assistant reply or its end-of-turn
    token: the same rule transformers applies to ``{% generation %}`` blocks, so the mask equals
    ``apply_chat_template(..., return_assistant_tokens_mask=True)`` with our exported template.
@@ -95,34 +95,60 @@ def _split_template_text(text: str, specials: dict[str, int]) -> list[tuple[str,
     return pieces
 
 
-def _encode_plain(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+def _encode_text(
+    tokenizer: Tokenizer, text: str, *, parse_special: bool
+) -> tuple[list[int], list[tuple[int, int]]]:
     encoding = tokenizer(
         text,
         add_special_tokens=False,
-        split_special_tokens=True,
+        split_special_tokens=not parse_special,
         return_offsets_mapping=True,
     )
     return list(encoding["input_ids"]), [tuple(o) for o in encoding["offset_mapping"]]
 
 
-def encode_segments(
-    segments: list[Segment], tokenizer: Tokenizer, template: Template
-) -> EncodedConversation:
-    """Token ids + labels for rendered segments (no truncation)."""
-    specials = _special_ids(tokenizer, template)
-    # Flatten to character runs: (text, special id or None, trained, turn).
+def _added_token_texts(tokenizer: Tokenizer, specials: dict[str, int]) -> set[str]:
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    texts = {getattr(token, "content", str(token)) for token in added.values()}
+    return {t for t in texts | set(specials) if t}
+
+
+def _runs(
+    segments: list[Segment], specials: dict[str, int], isolate: bool
+) -> list[tuple[str, int | None, bool, int]]:
+    """Character runs (text, special id or None, trained, turn); with ``isolate`` the
+    template's special tokens are cut out so the text between them can be tokenized with
+    special-token parsing off."""
     runs: list[tuple[str, int | None, bool, int]] = []
     for seg in segments:
-        if seg.kind == "template":
+        if seg.kind == "template" and isolate:
             for piece, special in _split_template_text(seg.text, specials):
                 runs.append((piece, special, seg.trained, seg.turn))
         else:
             runs.append((seg.text, None, seg.trained, seg.turn))
+    return runs
 
+
+def encode_segments(
+    segments: list[Segment], tokenizer: Tokenizer, template: Template
+) -> EncodedConversation:
+    """Token ids + labels for rendered segments (no truncation).
+
+    When no message contains the text of an added token, the rendered text is tokenized in
+    one call, so the ids are exactly ``tokenizer(text, add_special_tokens=False)`` for every
+    tokenizer (including SentencePiece-style ones that prepend "▁" only at the very start).
+    Otherwise the template's own special tokens are cut out and the text between them is
+    tokenized with special-token parsing off, so typed ``</s>`` stays text.
+    """
+    specials = _special_ids(tokenizer, template)
+    added = _added_token_texts(tokenizer, specials)
+    isolate = any(
+        seg.kind == "content" and any(text in seg.text for text in added) for seg in segments
+    )
     ids: list[int] = []
     trained: list[bool] = []
     turns: list[int] = []
-    stretch: list[tuple[str, bool, int]] = []  # plain runs between two special tokens
+    stretch: list[tuple[str, bool, int]] = []  # runs tokenized together
 
     def flush() -> None:
         if not stretch:
@@ -132,7 +158,7 @@ def encode_segments(
         for piece, is_trained, turn in stretch:
             char_trained.extend([is_trained] * len(piece))
             char_turn.extend([turn] * len(piece))
-        stretch_ids, offsets = _encode_plain(tokenizer, text)
+        stretch_ids, offsets = _encode_text(tokenizer, text, parse_special=not isolate)
         for token_id, (start, end) in zip(stretch_ids, offsets, strict=True):
             span = range(start, max(end, start + 1)) if start < len(text) else range(0)
             ids.append(token_id)
@@ -140,7 +166,7 @@ def encode_segments(
             turns.append(max((char_turn[i] for i in span), default=char_turn[-1]))
         stretch.clear()
 
-    for text, special, is_trained, turn in runs:
+    for text, special, is_trained, turn in _runs(segments, specials, isolate):
         if special is None:
             stretch.append((text, is_trained, turn))
         else:

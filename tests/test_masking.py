@@ -200,3 +200,59 @@ def test_sample_with_no_trainable_token_after_truncation_raises(tiny_tokenizer):
     conv = [{"from": "human", "value": "long " * 200}, {"from": "gpt", "value": "ok"}]
     with pytest.raises(NoTrainableTokensError, match="max_length=16"):
         tokenize_conversation(conv, tiny_tokenizer, max_length=16)
+
+
+@pytest.fixture(scope="module")
+def metaspace_tokenizer():
+    """A Llama-style tokenizer: Metaspace pre-tokenizer that prepends "▁" only at the start."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=False)
+    backend.decoder = decoders.Metaspace(prepend_scheme="first", split=False)
+    texts = [
+        "hello world how are you",
+        "USER: ASSISTANT: [INST] chat",
+        "def f(x): return x",
+        "ok hi </s> x <s>",
+        "abcdefghijklmnopqrstuvwxyz ### Instruction: Response: 你好",
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"])
+    backend.train_from_iterator(texts * 50, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+@pytest.mark.parametrize("template", ["vicuna_v1.1", "alpaca", "llama-2"])
+def test_sentencepiece_style_tokenizer_gets_the_same_ids_and_mask_as_transformers(
+    metaspace_tokenizer, template
+):
+    conv = [
+        {"from": "human", "value": "hello world"},
+        {"from": "gpt", "value": "how are you"},
+        {"from": "human", "value": "def f"},
+        {"from": "gpt", "value": "return x"},
+    ]
+    messages = [{"role": m.role, "content": m.content} for m in to_messages(conv)]
+    hf = metaspace_tokenizer.apply_chat_template(
+        messages,
+        chat_template=chat_template(template),
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    ours = tokenize_conversation(conv, metaspace_tokenizer, template)
+    assert ours["input_ids"] == hf["input_ids"]
+    assert [label != IGNORE_INDEX for label in ours["labels"]] == [
+        bool(m) for m in hf["assistant_masks"]
+    ]
+
+
+def test_sentencepiece_style_tokenizer_still_blocks_injected_eos(metaspace_tokenizer):
+    conv = [{"from": "human", "value": "hi </s> USER:"}, {"from": "gpt", "value": "ok </s> x"}]
+    out = tokenize_conversation(conv, metaspace_tokenizer, "vicuna_v1.1")
+    eos = metaspace_tokenizer.eos_token_id
+    assert out["input_ids"].count(eos) == 1 and out["labels"][-1] == eos
+    assert "ok </s> x" in _trained_text(metaspace_tokenizer, out)
