@@ -84,6 +84,9 @@ class LocalConfig:
     worker_port: int | None = field(default=None, metadata={"help": "default: a free port"})
     web_port: int = field(default=7860, metadata={"help": "web demo port"})
     no_web: bool = field(default=False, metadata={"help": "do not start the web demo"})
+    vote_file: str | None = field(
+        default=None, metadata={"help": "web demo: JSONL file side-by-side votes are appended to"}
+    )
     api_key: list[str] = field(default_factory=list, metadata={"help": "API keys to require"})
     max_batch_size: int = field(default=32, metadata={"help": "sequences decoded together"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda", "choices": ["cpu", "cuda"]})

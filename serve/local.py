@@ -100,6 +100,8 @@ def build_commands(config: LocalConfig, controller_port: int, worker_port: int) 
             "serve", "web", "--controller", controller, "--host", host,
             "--port", str(config.web_port),
         ]  # fmt: skip
+        if config.vote_file:
+            commands["web"] += ["--vote-file", config.vote_file]
     return commands
 
 

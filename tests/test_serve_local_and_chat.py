@@ -94,3 +94,16 @@ def test_chat_ends_on_ctrl_d():
         yield ""
 
     asyncio.run(chat_loop(never, None, eof))
+
+
+def test_serve_local_passes_the_vote_file_to_the_web_demo(monkeypatch):
+    from serve.config import LocalConfig
+    from serve.local import build_commands
+
+    monkeypatch.setattr("serve.local.web_available", lambda: True)
+    config = LocalConfig(model="/m", vote_file="votes.jsonl", web_port=7999)
+    web = build_commands(config, 1, 2)["web"]
+    assert web[:2] == ["serve", "web"]
+    assert web[web.index("--vote-file") + 1] == "votes.jsonl"
+    assert web[web.index("--port") + 1] == "7999"
+    assert "web" not in build_commands(LocalConfig(model="/m", no_web=True), 1, 2)
