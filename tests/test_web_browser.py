@@ -1,6 +1,6 @@
 """End to end in headless Chromium: controller + worker (tiny model) + web demo, all real.
 
-Set ``FASTCHAT_LITE_SCREENSHOT=docs/img/web_demo.png`` to refresh the committed screenshot;
+Set ``FASTCHAT_LITE_SCREENSHOT=PATH`` to keep the screenshot this test takes;
 otherwise it goes to the test's tmp dir.
 """
 
