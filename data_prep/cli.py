@@ -114,37 +114,39 @@ def _finish(title: str, args: argparse.Namespace, drops, started: float) -> int:
     return 0
 
 
-def run_clean(args: argparse.Namespace) -> int:
-    from data_prep.clean import CleanConfig, clean_file
+def _run_file_stage(command: str, args: argparse.Namespace, config_cls: type, work) -> int:
+    """Shared shape of clean/split/convert: config, counted drops, summary, exit code."""
     from data_prep.report import DropLog, Tally
 
-    config = build_config(CleanConfig, args, args.config)
+    config = build_config(config_cls, args, args.config)
     started = time.perf_counter()
     with _os_errors_as_user_errors(), DropLog(Tally()) as drops:
-        clean_file(args.input, args.output, config, drops, progress=not args.quiet)
-        return _finish(f"data clean {Path(args.input).name}", args, drops, started)
+        work(args.input, args.output, config, drops)
+        return _finish(f"data {command} {Path(args.input).name}", args, drops, started)
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    from data_prep.clean import CleanConfig, clean_file
+
+    def work(src, out, config, drops):
+        clean_file(src, out, config, drops, progress=not args.quiet)
+
+    return _run_file_stage("clean", args, CleanConfig, work)
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from data_prep.report import DropLog, Tally
     from data_prep.split import SplitConfig, split_file
 
-    config = build_config(SplitConfig, args, args.config)
-    started = time.perf_counter()
-    with _os_errors_as_user_errors(), DropLog(Tally()) as drops:
-        split_file(args.input, args.output, config, drops, progress=not args.quiet)
-        return _finish(f"data split {Path(args.input).name}", args, drops, started)
+    def work(src, out, config, drops):
+        split_file(src, out, config, drops, progress=not args.quiet)
+
+    return _run_file_stage("split", args, SplitConfig, work)
 
 
 def run_convert(args: argparse.Namespace) -> int:
     from data_prep.convert import ConvertConfig, convert_file
-    from data_prep.report import DropLog, Tally
 
-    config = build_config(ConvertConfig, args, args.config)
-    started = time.perf_counter()
-    with _os_errors_as_user_errors(), DropLog(Tally()) as drops:
-        convert_file(args.input, args.output, config, drops)
-        return _finish(f"data convert {Path(args.input).name}", args, drops, started)
+    return _run_file_stage("convert", args, ConvertConfig, convert_file)
 
 
 def run_stats(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from fastchat_lite import (
     tokenize_conversation,
     tokenize_prompt,
 )
+from fastchat_lite.messages import to_openai
 
 TEMPLATES = ["vicuna_v1.1", "alpaca", "chatml", "llama-2"]
 INJECTIONS = [
@@ -34,6 +35,21 @@ def _trained_text(tokenizer, out) -> str:
         if label != IGNORE_INDEX
     ]
     return tokenizer.decode(ids)
+
+
+def _assert_matches_transformers(tokenizer, conv: list[dict], template: str) -> None:
+    """Our ids and mask equal apply_chat_template's with our exported Jinja template."""
+    hf = tokenizer.apply_chat_template(
+        to_openai(to_messages(conv)),
+        chat_template=chat_template(template),
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    ours = tokenize_conversation(conv, tokenizer, template)
+    assert ours["input_ids"] == hf["input_ids"]
+    hf_mask = [bool(m) for m in hf["assistant_masks"]]
+    assert [label != IGNORE_INDEX for label in ours["labels"]] == hf_mask
 
 
 def _random_conversation(rng: random.Random, turns: int) -> list[dict]:
@@ -92,18 +108,7 @@ def test_mask_equals_transformers_assistant_mask_from_exported_template(tiny_tok
         for turn in conv:
             for special in ("</s>", "<s>", "<|im_end|>"):
                 turn["value"] = turn["value"].replace(special, "")
-        messages = [{"role": m.role, "content": m.content} for m in to_messages(conv)]
-        hf = tiny_tokenizer.apply_chat_template(
-            messages,
-            chat_template=chat_template(template),
-            tokenize=True,
-            return_dict=True,
-            return_assistant_tokens_mask=True,
-        )
-        ours = tokenize_conversation(conv, tiny_tokenizer, template)
-        assert ours["input_ids"] == hf["input_ids"]
-        hf_mask = [bool(m) for m in hf["assistant_masks"]]
-        assert [label != IGNORE_INDEX for label in ours["labels"]] == hf_mask
+        _assert_matches_transformers(tiny_tokenizer, conv, template)
 
 
 def test_trained_tokens_are_exactly_replies_plus_end_of_turn(tiny_tokenizer):
@@ -235,19 +240,7 @@ def test_sentencepiece_style_tokenizer_gets_the_same_ids_and_mask_as_transformer
         {"from": "human", "value": "def f"},
         {"from": "gpt", "value": "return x"},
     ]
-    messages = [{"role": m.role, "content": m.content} for m in to_messages(conv)]
-    hf = metaspace_tokenizer.apply_chat_template(
-        messages,
-        chat_template=chat_template(template),
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-    )
-    ours = tokenize_conversation(conv, metaspace_tokenizer, template)
-    assert ours["input_ids"] == hf["input_ids"]
-    assert [label != IGNORE_INDEX for label in ours["labels"]] == [
-        bool(m) for m in hf["assistant_masks"]
-    ]
+    _assert_matches_transformers(metaspace_tokenizer, conv, template)
 
 
 def test_sentencepiece_style_tokenizer_still_blocks_injected_eos(metaspace_tokenizer):

@@ -12,6 +12,7 @@ from fastchat_lite import (
     render_prompt,
     to_messages,
 )
+from fastchat_lite.messages import to_openai
 from fastchat_lite.templates import VICUNA_SYSTEM
 
 CONV = [
@@ -72,7 +73,7 @@ def test_jinja_export_renders_the_same_text_as_python(name, with_system, gen):
         messages = to_messages(conv)
         if with_system:
             messages = [to_messages([{"role": "system", "content": "Sys <b>x</b>"}])[0], *messages]
-        openai = [{"role": m.role, "content": m.content} for m in messages]
+        openai = to_openai(messages)
         expected = render_prompt(
             messages, name, bos_token="<s>", eos_token="</s>", add_generation_prompt=gen
         )
