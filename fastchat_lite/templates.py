@@ -57,6 +57,14 @@ class Template:
     # Extra texts that end a reply at serving time (the end-of-turn token is always one).
     stop_strings: tuple[str, ...] = field(default=())
 
+    @property
+    def reply_lead(self) -> str:
+        """Template text between the generation prompt and the reply (Vicuna: the space after
+        ``ASSISTANT:``). A model trained on this template generates it first; the server strips
+        it so a reply reads "I am ..." rather than " I am ..."."""
+        prompt, prefix = self.generation_prompt, self.assistant_prefix
+        return prefix[len(prompt) :] if prefix.startswith(prompt) else ""
+
     def end_of_turn(self, eos_token: str | None) -> str:
         """The literal end-of-turn token text (``</s>`` for Vicuna, ``<|im_end|>`` for ChatML)."""
         return self.assistant_end.strip().replace(EOS, eos_token or "")

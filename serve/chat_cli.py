@@ -45,8 +45,8 @@ def _local_streamer(args: argparse.Namespace) -> tuple[Streamer, Callable[[], No
     params = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens)
 
     async def stream(messages: list[dict[str, str]]) -> AsyncIterator[str]:
-        ids, sampling = service.prepare(GenerateRequest(messages=messages, params=params))
-        async with contextlib.aclosing(service.engine.generate(ids, sampling)) as outputs:
+        prepared = service.prepare(GenerateRequest(messages=messages, params=params))
+        async with contextlib.aclosing(service.generate(prepared)) as outputs:
             async for out in outputs:
                 if out.finish_reason == "error":
                     raise FastChatLiteError(out.error or "generation failed")

@@ -9,6 +9,8 @@ stays text and cannot inject a special token.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastchat_lite import stop_token_ids, tokenize_prompt
@@ -69,8 +71,25 @@ class PromptBuilder:
             ids = ids["input_ids"]
         return list(ids)
 
+    def reply_lead(self, request: GenerateRequest) -> str:
+        """Leading text to drop from a chat reply (raw completions are returned verbatim)."""
+        if request.prompt is not None or self.template is None:
+            return ""
+        return get_template(self.template).reply_lead
+
     def with_template_stops(self, params: SamplingParams) -> SamplingParams:
         extra = [s for s in self.stop_strings if s not in params.stop]
         if not extra:
             return params
         return params.model_copy(update={"stop": [*params.stop, *extra]})
+
+
+async def without_reply_lead(outputs: AsyncIterator[Any], lead: str) -> AsyncIterator[Any]:
+    """Engine outputs with ``lead`` removed from the start of the reply text."""
+    async with contextlib.aclosing(outputs):
+        pending = bool(lead)
+        async for out in outputs:
+            if pending and out.text:
+                out.text = out.text.removeprefix(lead)
+                pending = False
+            yield out

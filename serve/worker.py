@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from fastapi import FastAPI, Request
@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from serve.config import WorkerConfig
 from serve.error_handlers import install_error_handlers
 from serve.errors import ContextLengthError
-from serve.prompting import PromptBuilder
+from serve.prompting import PromptBuilder, without_reply_lead
 from serve.protocol import (
     ErrorInfo,
     GenerateChunk,
@@ -36,6 +36,12 @@ from serve.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class Prepared(NamedTuple):
+    ids: list[int]
+    params: Any
+    lead: str  # template text the model emits before the reply, stripped from the output
 
 
 class WorkerService:
@@ -62,8 +68,8 @@ class WorkerService:
             waiting=waiting,
         )
 
-    def prepare(self, request: GenerateRequest) -> tuple[list[int], Any]:
-        """Prompt ids and params; raises 400-class errors before any streaming starts."""
+    def prepare(self, request: GenerateRequest) -> Prepared:
+        """Prompt ids, params and reply lead; raises 400-class errors before streaming starts."""
         ids = self.prompts.prompt_ids(request)
         params = self.prompts.with_template_stops(request.params)
         try:
@@ -71,13 +77,18 @@ class WorkerService:
         except ContextLengthError as exc:
             exc.param = "messages" if request.messages is not None else "prompt"
             raise
-        return ids, params
+        return Prepared(ids, params, self.prompts.reply_lead(request))
 
-    async def stream(self, ids: list[int], params: Any) -> AsyncIterator[bytes]:
+    def generate(self, prepared: Prepared) -> AsyncIterator[Any]:
+        """Engine outputs for a prepared request (closing it early cancels the sequence)."""
+        outputs = self.engine.generate(prepared.ids, prepared.params)
+        return without_reply_lead(outputs, prepared.lead)
+
+    async def stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
         """NDJSON chunks; an unexpected failure ends the stream with an error chunk instead of
         a cut connection, so the caller can tell a failed request from a dead worker."""
         try:
-            async for line in self._stream(ids, params):
+            async for line in self._stream(prepared):
                 yield line
         except Exception as exc:
             log.exception("request failed")
@@ -85,8 +96,8 @@ class WorkerService:
             chunk = GenerateChunk(error=info, error_status=500)
             yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
 
-    async def _stream(self, ids: list[int], params: Any) -> AsyncIterator[bytes]:
-        stream = self.engine.generate(ids, params)
+    async def _stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
+        stream = self.generate(prepared)
         async with contextlib.aclosing(stream):
             async for out in stream:
                 chunk = GenerateChunk(
@@ -167,8 +178,8 @@ def create_app(config: WorkerConfig, *, service: WorkerService, register: bool =
     @app.post("/worker_generate_stream")
     async def generate_stream(req: GenerateRequest, request: Request) -> StreamingResponse:
         service: WorkerService = request.app.state.service
-        ids, params = service.prepare(req)
-        return StreamingResponse(service.stream(ids, params), media_type="application/x-ndjson")
+        prepared = service.prepare(req)
+        return StreamingResponse(service.stream(prepared), media_type="application/x-ndjson")
 
     @app.get("/worker_status")
     async def worker_status(request: Request) -> WorkerStatus:

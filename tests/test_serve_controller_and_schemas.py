@@ -150,3 +150,20 @@ def test_a_request_failing_mid_stream_keeps_a_healthy_worker_in_rotation():
     client = ServeClient("http://controller", http=http)
     asyncio.run(client._report_if_dead("http://worker"))
     assert reported == ["/report_failure"]
+
+
+def test_chat_reply_drops_the_templates_space_after_assistant_colon_only_once():
+    import asyncio
+
+    from serve.engine import EngineOutput
+    from serve.prompting import without_reply_lead
+
+    async def outputs():
+        for text in ["", " I", " am", " here"]:
+            yield EngineOutput(text, 5, 1)
+
+    async def collect(lead: str) -> str:
+        return "".join([out.text async for out in without_reply_lead(outputs(), lead)])
+
+    assert asyncio.run(collect(" ")) == "I am here"
+    assert asyncio.run(collect("")) == " I am here"  # raw completions stay verbatim

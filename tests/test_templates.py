@@ -98,3 +98,10 @@ def test_bad_alternation_is_a_conversation_error_in_both_renderers():
 def test_unknown_role_is_rejected_with_its_index():
     with pytest.raises(ConversationError, match="turn 1: unknown role 'robot'"):
         to_messages([{"from": "human", "value": "x"}, {"from": "robot", "value": "y"}])
+
+
+def test_reply_lead_is_the_template_text_between_generation_prompt_and_reply():
+    assert get_template("vicuna_v1.1").reply_lead == " "
+    assert get_template("llama-2").reply_lead == " "
+    assert get_template("chatml").reply_lead == ""
+    assert get_template("alpaca").reply_lead == ""
