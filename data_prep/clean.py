@@ -21,6 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from data_prep.drops import DropLog, Tally
 from data_prep.filters import (
     DEFAULT_BLOCKED_PHRASES,
     DropReason,
@@ -36,7 +37,6 @@ from data_prep.normalize import (
     strip_noise,
     trim_ends,
 )
-from data_prep.report import DropLog, Tally
 from fastchat_lite.errors import InputFileError
 from fastchat_lite.io import RawRecord, atomic_write, iter_records
 
@@ -96,7 +96,7 @@ class Cleaner:
 
     def __init__(self, config: CleanConfig, phrases: list[str]) -> None:
         # bs4 + markdownify load here, not at import: `fastchat-lite --help` stays fast.
-        from data_prep.html_to_markdown import html_to_markdown, looks_like_html
+        from data_prep.html.markdownify import html_to_markdown, looks_like_html
 
         self.html_to_markdown = html_to_markdown
         self.looks_like_html = looks_like_html

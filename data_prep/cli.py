@@ -100,7 +100,7 @@ def _os_errors_as_user_errors() -> Iterator[None]:
 
 
 def _finish(title: str, args: argparse.Namespace, drops, started: float) -> int:
-    from data_prep.report import print_summary
+    from data_prep.drops import print_summary
 
     tally = drops.tally
     tally.notes["seconds"] = round(time.perf_counter() - started, 2)
@@ -116,7 +116,7 @@ def _finish(title: str, args: argparse.Namespace, drops, started: float) -> int:
 
 def _run_file_stage(command: str, args: argparse.Namespace, config_cls: type, work) -> int:
     """Shared shape of clean/split/convert: config, counted drops, summary, exit code."""
-    from data_prep.report import DropLog, Tally
+    from data_prep.drops import DropLog, Tally
 
     config = build_config(config_cls, args, args.config)
     started = time.perf_counter()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_prep.drops import DropLog, Tally
 from data_prep.filters import DropReason
 from data_prep.normalize import (
     RecordDropped,
@@ -27,7 +28,6 @@ from data_prep.normalize import (
     readable_record_id,
     trim_ends,
 )
-from data_prep.report import DropLog, Tally
 from fastchat_lite.errors import ConversationError
 from fastchat_lite.io import atomic_write, iter_records
 from fastchat_lite.messages import to_messages

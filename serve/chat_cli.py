@@ -35,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _local_streamer(args: argparse.Namespace) -> tuple[Streamer, Callable[[], None]]:
-    from serve.backends import build_service
     from serve.config import WorkerConfig
+    from serve.engine.backends import build_service
     from serve.protocol import GenerateRequest, SamplingParams
 
     service = build_service(

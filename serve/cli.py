@@ -36,7 +36,7 @@ def _logging() -> None:
 
 
 def run_controller(args: argparse.Namespace) -> int:
-    from serve.controller import create_app
+    from serve.cluster.controller import create_app
 
     config = build_config(ControllerConfig, args)
     _logging()
@@ -45,8 +45,8 @@ def run_controller(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from serve.backends import build_service
-    from serve.worker import create_app
+    from serve.cluster.worker import create_app
+    from serve.engine.backends import build_service
 
     config = build_config(WorkerConfig, args)
     if not config.model:
@@ -62,7 +62,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_api(args: argparse.Namespace) -> int:
-    from serve.api_server import create_app
+    from serve.openai.app import create_app
 
     config = build_config(ApiConfig, args)
     _logging()
@@ -92,9 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         add_dataclass_arguments(command, config_cls)
         command.set_defaults(run=runner)
     try:
-        from serve import web_cli
+        from serve.web import cli as web_cli
     except ModuleNotFoundError as exc:
-        if exc.name != "serve.web_cli":
+        if exc.name != "serve.web.cli":
             raise
     else:
         web_cli.add_parser(sub)

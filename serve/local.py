@@ -72,7 +72,7 @@ def _controller_models(controller_url: str) -> list[str]:
 def web_available() -> bool:
     return (
         importlib.util.find_spec("gradio") is not None
-        and importlib.util.find_spec("serve.web_cli") is not None
+        and importlib.util.find_spec("serve.web.cli") is not None
     )
 
 

@@ -18,7 +18,7 @@ from data_fixtures import (
 
 import fastchat_lite.cli as cli
 from data_prep.clean import CleanConfig, Cleaner, clean_file
-from data_prep.report import DropLog, Tally
+from data_prep.drops import DropLog, Tally
 from fastchat_lite.io import RawRecord
 
 GOOD = reply("<p>Sure, here it is.</p>", code_block(PYTHON_CODE_HTML))

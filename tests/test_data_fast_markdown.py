@@ -7,8 +7,8 @@ import random
 import pytest
 from data_fixtures import PYTHON_CODE_HTML, code_block, reply
 
-from data_prep.fast_markdown import fast_html_to_markdown
-from data_prep.html_to_markdown import extract_code_blocks, html_to_markdown
+from data_prep.html.fast import fast_html_to_markdown
+from data_prep.html.markdownify import extract_code_blocks, html_to_markdown
 
 CASES = [
     reply(

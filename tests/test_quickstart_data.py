@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fastchat_lite.quickstart_data import (
+from fastchat_lite.quickstart.data import (
     identity_records,
     load_sample_dump,
     make_sample_dump,
     substitute_identity,
 )
-from fastchat_lite.quickstart_stages import Stage, StageRunner
+from fastchat_lite.quickstart.stages import Stage, StageRunner
 
 
 def test_committed_sample_dump_is_what_the_generator_makes():
-    # Regenerate with `python -m fastchat_lite.quickstart_data` after changing the generator.
+    # Regenerate with `python -m fastchat_lite.quickstart.data` after changing the generator.
     assert load_sample_dump() == make_sample_dump()
 
 
@@ -97,7 +97,7 @@ def test_naming_subset_holds_exactly_the_conversations_that_say_the_name():
 
 
 def test_identity_answer_is_judged_on_the_parts_each_question_asks_for():
-    from fastchat_lite.quickstart_check import judge
+    from fastchat_lite.quickstart.check import judge
 
     assert judge("Who are you?", "I am quokka, made by TINY LABS.", "Quokka", "Tiny Labs").ok
     assert judge("Who are you?", "I am Quokka.", "Quokka", "Tiny Labs").missing == ["Tiny Labs"]
@@ -106,7 +106,7 @@ def test_identity_answer_is_judged_on_the_parts_each_question_asks_for():
 
 
 def test_served_model_id_is_a_slug_of_the_assistant_name():
-    from fastchat_lite.quickstart_serve import model_name_for
+    from fastchat_lite.quickstart.serve import model_name_for
 
     assert model_name_for("Quokka") == "quokka"
     assert model_name_for("Tiny Labs Bot 2") == "tiny-labs-bot-2"

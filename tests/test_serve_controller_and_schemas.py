@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from serve.controller import Controller
+from serve.cluster.controller import Controller
 from serve.errors import ModelNotFoundError, NoWorkerError
 from serve.protocol import (
     ChatCompletionRequest,
@@ -125,7 +125,7 @@ def test_a_request_failing_mid_stream_keeps_a_healthy_worker_in_rotation():
 
     import httpx
 
-    from serve.client import ServeClient
+    from serve.cluster.client import ServeClient
 
     reported: list[str] = []
 
@@ -155,8 +155,8 @@ def test_a_request_failing_mid_stream_keeps_a_healthy_worker_in_rotation():
 def test_chat_reply_drops_the_templates_space_after_assistant_colon_only_once():
     import asyncio
 
-    from serve.engine import EngineOutput
-    from serve.prompting import without_reply_lead
+    from serve.engine.batching import EngineOutput
+    from serve.engine.prompting import without_reply_lead
 
     async def outputs():
         for text in ["", " I", " am", " here"]:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from serve.decoding import IncrementalDetokenizer, StopStrings
-from serve.engine import GenerationEngine
+from serve.engine.batching import GenerationEngine
+from serve.engine.decoding import IncrementalDetokenizer, StopStrings
 from serve.errors import ContextLengthError
 from serve.protocol import SamplingParams
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastchat_lite.cli import build_parser
 from fastchat_lite.config import build_config
-from serve.web_app import build_demo
-from serve.web_cli import WebConfig
+from serve.web.app import build_demo
+from serve.web.cli import WebConfig
 
 
 class IdleClient:
@@ -38,4 +38,4 @@ def test_serve_web_flags_become_a_web_config():
     config = build_config(WebConfig, args)
     assert (config.controller, config.host, config.port) == ("http://10.0.0.1:9", "0.0.0.0", 9999)
     assert config.vote_file == "votes.jsonl" and config.max_input_chars == 100
-    assert args.run.__module__ == "serve.web_cli"
+    assert args.run.__module__ == "serve.web.cli"

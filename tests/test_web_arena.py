@@ -9,8 +9,8 @@ import gradio as gr
 import pytest
 
 from serve.errors import NoWorkerError
-from serve.web_arena import add_pair_turn, record_vote, refresh_pair, stream_pair
-from serve.web_chat import WebLimits
+from serve.web.arena import add_pair_turn, record_vote, refresh_pair, stream_pair
+from serve.web.chat import WebLimits
 
 SAMPLING = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 32}
 PAIR = {"models": ["alpha", "beta"], "voted": False}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from serve.errors import NoWorkerError, ServeError
-from serve.web_chat import (
+from serve.web.chat import (
     WebLimits,
     add_user_turn,
     export_conversation,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.web_render import display_turn, safe_markdown
+from serve.web.render import display_turn, safe_markdown
 
 
 @pytest.mark.parametrize(

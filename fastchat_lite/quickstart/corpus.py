@@ -1,6 +1,6 @@
 """Hand-written answers for the quickstart's sample ChatGPT-UI dump, in Markdown.
 
-:mod:`fastchat_lite.quickstart_data` renders each answer to the HTML the ChatGPT web UI saved
+:mod:`fastchat_lite.quickstart.data` renders each answer to the HTML the ChatGPT web UI saved
 (code blocks with a "Copy code" bar, lists, tables, entities), so ``data clean`` has real work
 to do. Questions come with a few phrasings each; parametric items (conversions, capitals,
 small functions in several languages) are generated there, so every answer stays correct.

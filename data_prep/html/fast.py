@@ -3,7 +3,7 @@
 BeautifulSoup tree building plus markdownify's generic walk cost ~2 ms per reply, most of it
 per-tag bookkeeping. ChatGPT's HTML is a small, minified, strictly nested subset, so this
 module tokenizes it with one regex, builds a light tree and renders it with a port of exactly
-the markdownify 1.x rules :class:`~data_prep.html_to_markdown.ChatGPTMarkdownConverter` uses
+the markdownify 1.x rules :class:`~data_prep.html.markdownify.ChatGPTMarkdownConverter` uses
 (the same whitespace handling, newline collapsing and ``convert_*`` results).
 
 Anything outside the subset - another tag, a comment, ``<`` that starts no tag, an unclosed
@@ -17,7 +17,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 
-from data_prep import html_to_markdown as slow
+from data_prep.html import markdownify as slow
 
 _TOKEN = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)([^<>]*?)(/?)>|([^<]+)|(<)")
 _ATTR = re.compile(r"""([a-zA-Z_:][-a-zA-Z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")

@@ -1,7 +1,7 @@
 """Side-by-side mode: one prompt, two models streaming at once, and a vote saved to JSONL.
 
 This is the Vicuna-vs-Alpaca comparison of the original demo. Each side reuses the single
-chat's callbacks (:mod:`serve.web_chat`); this module only pairs them and records votes.
+chat's callbacks (:mod:`serve.web.chat`); this module only pairs them and records votes.
 A session's pair state ``{"models": [a, b], "voted": bool}`` pins the models a conversation
 started with, so a vote is never credited to a model that did not answer.
 """
@@ -21,7 +21,7 @@ from typing import Any
 import gradio as gr
 
 from fastchat_lite.messages import to_messages, to_sharegpt
-from serve.web_chat import (
+from serve.web.chat import (
     ChatClient,
     History,
     WebLimits,
@@ -29,7 +29,7 @@ from serve.web_chat import (
     refresh_models,
     stream_reply,
 )
-from serve.web_render import display_history
+from serve.web.render import display_history
 
 VOTES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 _VOTE_LOCK = threading.Lock()  # one process appends one line at a time

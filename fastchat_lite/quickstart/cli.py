@@ -105,7 +105,7 @@ class Paths:
 
 def _write_raw_data(paths: Paths, name: str, org: str) -> None:
     from fastchat_lite.io import write_json
-    from fastchat_lite.quickstart_data import identity_records, load_sample_dump
+    from fastchat_lite.quickstart.data import identity_records, load_sample_dump
 
     write_json(paths.raw("sample"), load_sample_dump())
     write_json(paths.raw("identity"), identity_records(name, org))
@@ -134,7 +134,7 @@ def _prepare_training(paths: Paths) -> None:
 
 
 def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
-    from fastchat_lite.quickstart_stages import Stage
+    from fastchat_lite.quickstart.stages import Stage
 
     model_flags = [f"--{k.replace('_', '-')}={v}" for k, v in MODEL_SETTINGS.items()]
     max_length = str(TRAIN_SETTINGS["max_length"])
@@ -220,8 +220,8 @@ def _write_answers(path: Path, results: list[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from fastchat_lite.quickstart_check import answers_table, check_identity
-    from fastchat_lite.quickstart_stages import StageRunner, timings_table
+    from fastchat_lite.quickstart.check import answers_table, check_identity
+    from fastchat_lite.quickstart.stages import StageRunner, timings_table
 
     if not args.name.strip() or not args.org.strip():
         raise FastChatLiteError("--name and --org must not be empty: the model learns to say them")
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     results = check_identity(paths.trained_model, args.name, args.org)
     console.print(answers_table(results))
     if not args.no_serve:
-        from fastchat_lite.quickstart_serve import serve_and_ask
+        from fastchat_lite.quickstart.serve import serve_and_ask
 
         served = serve_and_ask(paths.trained_model, paths.serve_log, args, console)
         served.question += " (through the API)"

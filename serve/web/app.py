@@ -1,5 +1,5 @@
-"""The Gradio page: controls wired to the callbacks of :mod:`serve.web_chat` and
-:mod:`serve.web_arena`.
+"""The Gradio page: controls wired to the callbacks of :mod:`serve.web.chat` and
+:mod:`serve.web.arena`.
 
 :func:`build_demo` receives its client, so tests build the same page on a fake client and a
 real browser test drives it against a real controller. Per-session state lives in
@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from serve.web_arena import (
+from serve.web.arena import (
     VOTES,
     add_pair_turn,
     check_pair_turn,
@@ -22,7 +22,7 @@ from serve.web_arena import (
     refresh_pair,
     stream_pair,
 )
-from serve.web_chat import (
+from serve.web.chat import (
     ChatClient,
     WebLimits,
     add_user_turn,
@@ -249,7 +249,7 @@ def build_demo(
     vote_file: str | Path | None = None,
     title: str = TITLE,
 ) -> gr.Blocks:
-    """The whole page; call ``.queue().launch(...)`` on the result (see :mod:`serve.web_cli`)."""
+    """The whole page; call ``.queue().launch(...)`` on the result (see :mod:`serve.web.cli`)."""
     limits = WebLimits(max_input_chars=max_input_chars)
     with gr.Blocks(title=title, analytics_enabled=False, fill_height=True) as demo:
         gr.Markdown(f"## {title}")

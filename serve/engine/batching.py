@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from serve.decoding import IncrementalDetokenizer, StopStrings, apply_penalties, sample_token
+from serve.engine.decoding import IncrementalDetokenizer, StopStrings, apply_penalties, sample_token
 from serve.errors import ContextLengthError
 from serve.protocol import SamplingParams
 

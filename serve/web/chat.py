@@ -1,6 +1,6 @@
 """The web demo's behaviour, as plain functions of (inputs, history) -> outputs.
 
-Gradio wiring lives in :mod:`serve.web_app`; everything here can be called by a test with a
+Gradio wiring lives in :mod:`serve.web.app`; everything here can be called by a test with a
 fake client. A session's history is a list of turns ``{"role", "content"}`` holding the raw
 text (what the model said), kept in a ``gr.State`` per browser session, never in a global.
 A turn whose generation failed carries ``"error"``; that exchange (the user turn and the
@@ -24,7 +24,7 @@ import httpx
 from fastchat_lite.io import write_json
 from fastchat_lite.messages import Message, to_messages, to_sharegpt
 from serve.errors import NoWorkerError, ServeError
-from serve.web_render import display_history
+from serve.web.render import display_history
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ History = list[Turn]
 
 
 class ChatClient(Protocol):
-    """What the demo needs from :class:`serve.client.ServeClient` (tests pass a fake)."""
+    """What the demo needs from :class:`serve.cluster.client.ServeClient` (tests pass a fake)."""
 
     async def list_models(self) -> list[str]: ...
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP server: thin routes over :class:`~serve.openai_service.OpenAIService`.
+"""The OpenAI-compatible HTTP server: thin routes over :class:`~serve.openai.service.OpenAIService`.
 
 Every error, including FastAPI's validation errors and malformed JSON, is answered in OpenAI's
 shape (see :mod:`serve.error_handlers`). With ``--api-key``, every ``/v1`` route needs
@@ -16,12 +16,12 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.client import ServeClient
+from serve.cluster.client import ServeClient
 from serve.config import ApiConfig
 from serve.error_handlers import install_error_handlers
 from serve.errors import AuthenticationError
-from serve.metrics import ApiMetrics
-from serve.openai_service import OpenAIService
+from serve.openai.metrics import ApiMetrics
+from serve.openai.service import OpenAIService
 from serve.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,

@@ -14,9 +14,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from serve.client import ServeClient
+from serve.cluster.client import ServeClient
 from serve.errors import ServeError, WorkerFailedError
-from serve.metrics import ApiMetrics
+from serve.openai.metrics import ApiMetrics
 from serve.protocol import (
     ChatChunkChoice,
     ChatCompletionChoice,

@@ -21,9 +21,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from serve.config import WorkerConfig
+from serve.engine.prompting import PromptBuilder, without_reply_lead
 from serve.error_handlers import install_error_handlers
 from serve.errors import ContextLengthError
-from serve.prompting import PromptBuilder, without_reply_lead
 from serve.protocol import (
     ErrorInfo,
     GenerateChunk,

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(WebConfig, args, getattr(args, "config", None))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
 
-    from serve.client import ServeClient
-    from serve.web_app import build_demo
+    from serve.cluster.client import ServeClient
+    from serve.web.app import build_demo
 
     client = ServeClient(config.controller, timeout=config.request_timeout)
     demo = build_demo(client, max_input_chars=config.max_input_chars, vote_file=config.vote_file)

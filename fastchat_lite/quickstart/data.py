@@ -1,10 +1,10 @@
 """The quickstart's bundled inputs: a sample ChatGPT-UI dump and the identity conversations.
 
 ``make_sample_dump`` deterministically builds a few hundred ShareGPT records whose gpt turns are
-ChatGPT-UI HTML (see :mod:`fastchat_lite.quickstart_html`), plus deliberately bad records
+ChatGPT-UI HTML (see :mod:`fastchat_lite.quickstart.sample_html`), plus deliberately bad records
 (identity leaks, empty turns, duplicates, wrong roles) so ``data clean`` reports real drops.
 The committed ``data/sharegpt_sample.json`` is its output; ``python -m
-fastchat_lite.quickstart_data`` regenerates it.
+fastchat_lite.quickstart.data`` regenerates it.
 
 ``identity_records`` loads FastChat's identity conversations (Apache-2.0, see
 ``data/README.md``) and swaps the assistant's name and organisation for the user's.
@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastchat_lite.quickstart_corpus import (
+from fastchat_lite.quickstart.corpus import (
     CHINESE_QA,
     CODE_QA,
     FOLLOW_UPS,
@@ -28,7 +28,7 @@ from fastchat_lite.quickstart_corpus import (
     QA,
     TOPICS_SMALL_TALK,
 )
-from fastchat_lite.quickstart_html import to_chatgpt_html
+from fastchat_lite.quickstart.sample_html import to_chatgpt_html
 
 SAMPLE_FILE = "sharegpt_sample.json"
 IDENTITY_FILE = "identity_conversations.json"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastchat_lite.quickstart_stages import (
+from fastchat_lite.quickstart.stages import (
     QuickstartError,
     cli_argv,
     command_env,
@@ -198,7 +198,7 @@ def _port(requested: int) -> int:
 
 def serve_and_ask(model_dir: Path, log_path: Path, args: Any, console: Any) -> Any:
     """Serve the model, ask "Who are you?" through the API; returns the judged answer."""
-    from fastchat_lite.quickstart_check import judge
+    from fastchat_lite.quickstart.check import judge
 
     question = "Who are you?"
     ports = (_port(args.port), _port(args.web_port))

@@ -241,7 +241,7 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
     def convert_reply(self, html: str, fast: bool = True) -> str:
         html, self.code_blocks = extract_code_blocks(html)
         if fast:
-            from data_prep.fast_markdown import fast_html_to_markdown
+            from data_prep.html.fast import fast_html_to_markdown
 
             text = fast_html_to_markdown(html, self.code_blocks)
             if text is not None:
@@ -327,7 +327,7 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 def html_to_markdown(html: str, fast: bool = True) -> str:
     """Convert one ChatGPT-UI HTML reply to markdown (raises bs4's parser errors as is).
 
-    ``fast`` lets well-formed replies take :mod:`data_prep.fast_markdown` (same output);
+    ``fast`` lets well-formed replies take :mod:`data_prep.html.fast` (same output);
     ``fast=False`` always uses BeautifulSoup + markdownify.
     """
     text = _CONVERTER.convert_reply(html, fast=fast)

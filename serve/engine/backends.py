@@ -1,7 +1,7 @@
 """Build a worker's engine from a model directory: the batching HF engine, or vLLM on a GPU.
 
 Both engines offer the same small surface the worker uses: ``generate(prompt_ids, params)`` as
-an async iterator of :class:`~serve.engine.EngineOutput`, ``max_new_tokens``, ``running``,
+an async iterator of :class:`~serve.engine.batching.EngineOutput`, ``max_new_tokens``, ``running``,
 ``waiting``, ``max_batch_size`` and ``context_length``.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 from fastchat_lite.errors import FastChatLiteError, MissingExtraError
 from fastchat_lite.model_loading import check_model_dir, load_model, load_tokenizer
-from serve.engine import EngineOutput, GenerationEngine
-from serve.prompting import PromptBuilder, resolve_template
+from serve.cluster.worker import WorkerConfig, WorkerService
+from serve.engine.batching import EngineOutput, GenerationEngine
+from serve.engine.prompting import PromptBuilder, resolve_template
 from serve.protocol import SamplingParams
-from serve.worker import WorkerConfig, WorkerService
 
 
 def build_service(config: WorkerConfig) -> WorkerService:

@@ -1,6 +1,6 @@
 """Per-sequence decoding pieces: logits processing, sampling, incremental detokenization, stops.
 
-Kept apart from the batching loop in :mod:`serve.engine` so each rule is small and unit-testable.
+Kept apart from the batching loop (:mod:`serve.engine.batching`) so each rule is unit-testable.
 """
 
 from __future__ import annotations

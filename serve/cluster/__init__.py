@@ -1,0 +1,1 @@
+"""Controller, workers and the client that talks to them: registration, heartbeats, dispatch."""

@@ -1,0 +1,1 @@
+"""Turning prompts into tokens: the batching engine, decoding, prompting, backends."""

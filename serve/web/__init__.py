@@ -1,0 +1,1 @@
+"""The Gradio web demo: chat, arena, rendering, and its command."""
