@@ -27,6 +27,7 @@ from data_prep.filters import DropReason
 from data_prep.normalize import RecordDropped, check_turns, raw_turns, record_id
 from fastchat_lite.errors import FastChatLiteError
 from fastchat_lite.io import atomic_write, iter_records
+from fastchat_lite.templates import DEFAULT_TEMPLATE
 
 Turn = dict[str, str]
 
@@ -37,7 +38,7 @@ class SplitConfig:
 
     tokenizer: str = field(default="", metadata={"help": "tokenizer directory (required)"})
     max_length: int = field(default=2048, metadata={"help": "token budget of every piece"})
-    template: str = field(default="vicuna_v1.1", metadata={"help": "conversation template"})
+    template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "conversation template"})
     on_long: str = field(
         default="drop",
         metadata={

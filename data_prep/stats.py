@@ -18,6 +18,7 @@ from typing import IO, Any
 from data_prep.normalize import RecordDropped, raw_turns
 from fastchat_lite.errors import FastChatLiteError
 from fastchat_lite.io import iter_records
+from fastchat_lite.templates import DEFAULT_TEMPLATE
 
 # Upper bounds of the histogram buckets (the last bucket is open-ended).
 BUCKETS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -30,7 +31,7 @@ class StatsConfig:
     tokenizer: str | None = field(
         default=None, metadata={"help": "tokenizer dir: lengths in tokens instead of chars"}
     )
-    template: str = field(default="vicuna_v1.1", metadata={"help": "template for token counts"})
+    template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "template for token counts"})
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:

@@ -23,6 +23,7 @@ from fastchat_lite.masking import (
 )
 from fastchat_lite.messages import Message, to_messages, to_sharegpt
 from fastchat_lite.templates import (
+    DEFAULT_TEMPLATE,
     Template,
     get_template,
     list_templates,
@@ -33,6 +34,7 @@ from fastchat_lite.templates import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_TEMPLATE",
     "IGNORE_INDEX",
     "ConversationError",
     "FastChatLiteError",

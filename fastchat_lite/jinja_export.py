@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
-from fastchat_lite.templates import BOS, EOS, Template, get_template
+from fastchat_lite.templates import BOS, DEFAULT_TEMPLATE, EOS, Template, get_template
 
 _PLACEHOLDER = re.compile(r"(\{bos\}|\{eos\})")
 
@@ -78,3 +79,16 @@ def template_name_from_chat_template(jinja: str | None) -> str | None:
         return None
     match = re.match(r"\{#- fastchat-lite template: (\S+) -#\}", jinja)
     return match.group(1) if match else None
+
+
+def template_for_tokenizer(tokenizer: Any, requested: str | None = None) -> str | None:
+    """The registry template to prompt a model with, or ``None`` to use its own Jinja.
+
+    In order: ``requested`` (raises UnknownTemplateError listing the choices); the template named
+    in a chat_template we exported (what the model was trained with); ``None`` when the tokenizer
+    has a foreign chat_template; :data:`DEFAULT_TEMPLATE` when it has none.
+    """
+    if requested:
+        return get_template(requested).name
+    jinja = getattr(tokenizer, "chat_template", None)
+    return template_name_from_chat_template(jinja) or (None if jinja else DEFAULT_TEMPLATE)

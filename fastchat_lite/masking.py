@@ -31,7 +31,13 @@ from typing import Any, Protocol
 
 from fastchat_lite.errors import NoTrainableTokensError
 from fastchat_lite.messages import Message, to_messages
-from fastchat_lite.templates import Segment, Template, get_template, render_segments
+from fastchat_lite.templates import (
+    DEFAULT_TEMPLATE,
+    Segment,
+    Template,
+    get_template,
+    render_segments,
+)
 
 IGNORE_INDEX = -100
 
@@ -208,7 +214,7 @@ def _truncate(encoded: EncodedConversation, max_length: int, first_turn: int) ->
 def encode_conversation(
     conversation: Iterable[Message | Mapping[str, Any]] | Mapping[str, Any],
     tokenizer: Tokenizer,
-    template: str | Template = "vicuna_v1.1",
+    template: str | Template = DEFAULT_TEMPLATE,
     max_length: int | None = None,
 ) -> EncodedConversation:
     """Like :func:`tokenize_conversation`, with truncation details for counting."""
@@ -231,7 +237,7 @@ def encode_conversation(
 def tokenize_conversation(
     conversation: Iterable[Message | Mapping[str, Any]] | Mapping[str, Any],
     tokenizer: Tokenizer,
-    template: str | Template = "vicuna_v1.1",
+    template: str | Template = DEFAULT_TEMPLATE,
     max_length: int | None = None,
 ) -> dict[str, list[int]]:
     """Token ids and HF-style labels (-100 where no loss) for one conversation.
@@ -248,7 +254,7 @@ def tokenize_conversation(
 def tokenize_prompt(
     messages: Iterable[Message | Mapping[str, Any]],
     tokenizer: Tokenizer,
-    template: str | Template = "vicuna_v1.1",
+    template: str | Template = DEFAULT_TEMPLATE,
 ) -> list[int]:
     """Ids of a serving prompt ending in the generation prompt (same rules as training)."""
     tpl = get_template(template)

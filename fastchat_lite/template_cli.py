@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from fastchat_lite.templates import DEFAULT_TEMPLATE
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -14,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "vicuna_v1.1; fastchat-lite template render vicuna_v1.1 conv.json",
     )
     parser.add_argument("action", choices=("list", "jinja", "render"))
-    parser.add_argument("name", nargs="?", default="vicuna_v1.1")
+    parser.add_argument("name", nargs="?", default=DEFAULT_TEMPLATE)
     parser.add_argument("conversation", nargs="?", help="JSON file with one conversation")
     parser.set_defaults(run=run)
 

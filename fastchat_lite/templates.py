@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from fastchat_lite.errors import ConversationError, UnknownTemplateError
 from fastchat_lite.messages import Message
 
+# The template used when nothing names one: FastChat's Vicuna v1.1 format.
+DEFAULT_TEMPLATE = "vicuna_v1.1"
+
 VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
@@ -201,7 +204,7 @@ def _check_alternation(body: list[Message]) -> None:
 
 register_template(
     Template(
-        name="vicuna_v1.1",
+        name=DEFAULT_TEMPLATE,
         system_message=VICUNA_SYSTEM,
         system_suffix=" ",
         user_prefix="USER: ",

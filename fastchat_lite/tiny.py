@@ -13,6 +13,7 @@ from typing import Any
 
 from fastchat_lite.jinja_export import chat_template
 from fastchat_lite.messages import to_messages
+from fastchat_lite.templates import DEFAULT_TEMPLATE
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>")
 
@@ -28,7 +29,7 @@ class TinyModelConfig:
     num_attention_heads: int = field(default=4, metadata={"help": "attention heads"})
     num_key_value_heads: int = field(default=2, metadata={"help": "KV heads (GQA)"})
     max_position_embeddings: int = field(default=2048, metadata={"help": "context length"})
-    template: str = field(default="vicuna_v1.1", metadata={"help": "chat template to set"})
+    template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "chat template to set"})
     seed: int = field(default=0, metadata={"help": "init seed"})
 
 
@@ -42,7 +43,7 @@ def texts_of(records: Iterable[Any]) -> Iterator[str]:
 def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int = 2048,
-    template: str = "vicuna_v1.1",
+    template: str = DEFAULT_TEMPLATE,
     extra_texts: Iterable[str] = (),
 ) -> Any:
     """Train a byte-level BPE tokenizer locally and wrap it as a transformers fast tokenizer."""

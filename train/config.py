@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from fastchat_lite.errors import FastChatLiteError
 from fastchat_lite.model_loading import ATTENTION_CHOICES
+from fastchat_lite.templates import DEFAULT_TEMPLATE
 
 
 def _help(text: str, **extra: object) -> dict[str, object]:
@@ -31,7 +32,7 @@ class TrainConfig:
     output_dir: str = field(
         default="", metadata=_help("final model, checkpoints/, train_log.jsonl, loss_curve.png")
     )
-    template: str = field(default="vicuna_v1.1", metadata=_help("conversation template name"))
+    template: str = field(default=DEFAULT_TEMPLATE, metadata=_help("conversation template name"))
     max_length: int = field(default=2048, metadata=_help("tokens per sample / packed row"))
     num_train_epochs: float = field(default=3.0, metadata=_help("epochs (fractions allowed)"))
     max_steps: int = field(

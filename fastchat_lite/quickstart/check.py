@@ -44,12 +44,14 @@ def greedy_answers(model_dir: Path, questions: list[str], max_new_tokens: int = 
     """Greedy replies of the model in ``model_dir`` to single-turn ``questions``."""
     import torch
 
+    from fastchat_lite.jinja_export import template_for_tokenizer
     from fastchat_lite.masking import stop_token_ids, tokenize_prompt
     from fastchat_lite.model_loading import load_model, load_tokenizer
+    from fastchat_lite.templates import DEFAULT_TEMPLATE
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, dtype="fp32", attn_implementation="sdpa").eval()
-    template = _template_of(tokenizer)
+    template = template_for_tokenizer(tokenizer) or DEFAULT_TEMPLATE
     stops = stop_token_ids(tokenizer, template)
     answers = []
     for question in questions:
@@ -65,13 +67,6 @@ def greedy_answers(model_dir: Path, questions: list[str], max_new_tokens: int = 
             )
         answers.append(tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip())
     return answers
-
-
-def _template_of(tokenizer: Any, default: str = "vicuna_v1.1") -> str:
-    """The registry template the model was trained with (read from its chat_template)."""
-    from fastchat_lite.jinja_export import template_name_from_chat_template
-
-    return template_name_from_chat_template(getattr(tokenizer, "chat_template", None)) or default
 
 
 def check_identity(model_dir: Path, name: str, org: str) -> list[IdentityAnswer]:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from fastchat_lite.errors import FastChatLiteError
+from fastchat_lite.templates import DEFAULT_TEMPLATE
 
 DEFAULT_NAME = "Vicuna"
 DEFAULT_ORG = "LMSYS"
-TEMPLATE = "vicuna_v1.1"
+TEMPLATE = DEFAULT_TEMPLATE
 # How often each dataset is listed in train's data_path (its weight). The identity data is
 # listed several times so it dominates; only 72 of its 500 conversations say the *name* (the
 # rest say the organisation), so those are also written to their own file and weighted up,

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from fastchat_lite.errors import FastChatLiteError, MissingExtraError
+from fastchat_lite.jinja_export import template_for_tokenizer
 from fastchat_lite.model_loading import check_model_dir, load_model, load_tokenizer
 from serve.cluster.worker import WorkerConfig, WorkerService
 from serve.engine.batching import EngineOutput, GenerationEngine
-from serve.engine.prompting import PromptBuilder, resolve_template
+from serve.engine.prompting import PromptBuilder
 from serve.protocol import SamplingParams
 
 
@@ -32,7 +33,7 @@ def build_service(config: WorkerConfig) -> WorkerService:
     if config.device == "cuda" and not torch.cuda.is_available():
         raise FastChatLiteError("--device cuda was given but no CUDA GPU is visible; use cpu")
     tokenizer = load_tokenizer(config.model)
-    prompts = PromptBuilder(tokenizer, resolve_template(tokenizer, config.template))
+    prompts = PromptBuilder(tokenizer, template_for_tokenizer(tokenizer, config.template))
     name = config.model_name or Path(config.model).resolve().name
     if config.backend == "vllm":
         from transformers import AutoConfig

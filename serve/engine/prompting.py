@@ -2,7 +2,8 @@
 
 Template choice, in order: ``--template``; the registry template named in the tokenizer's
 exported ``chat_template`` (``template_name_from_chat_template``); the tokenizer's own
-``chat_template`` via ``apply_chat_template``; ``vicuna_v1.1``. Registry templates tokenize
+``chat_template`` via ``apply_chat_template``; ``DEFAULT_TEMPLATE``
+(:func:`fastchat_lite.jinja_export.template_for_tokenizer`). Registry templates tokenize
 through :func:`fastchat_lite.tokenize_prompt`, so text a user types (``</s>``, ``<|im_start|>``)
 stays text and cannot inject a special token.
 """
@@ -15,23 +16,9 @@ from typing import Any
 
 from fastchat_lite import stop_token_ids, tokenize_prompt
 from fastchat_lite.errors import ConversationError
-from fastchat_lite.jinja_export import template_name_from_chat_template
 from fastchat_lite.templates import get_template
 from serve.errors import InvalidRequestError
 from serve.protocol import GenerateRequest, SamplingParams
-
-FALLBACK_TEMPLATE = "vicuna_v1.1"
-
-
-def resolve_template(tokenizer: Any, requested: str | None) -> str | None:
-    """A registry template name, or ``None`` to use the tokenizer's own chat template."""
-    if requested:
-        return get_template(requested).name  # raises UnknownTemplateError with the choices
-    chat_template = getattr(tokenizer, "chat_template", None)
-    name = template_name_from_chat_template(chat_template)
-    if name:
-        return name
-    return None if chat_template else FALLBACK_TEMPLATE
 
 
 class PromptBuilder:
