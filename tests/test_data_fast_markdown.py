@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 from data_fixtures import PYTHON_CODE_HTML, code_block, reply
 
+from data_prep.html import html_to_markdown
 from data_prep.html.fast import fast_html_to_markdown
-from data_prep.html.markdownify import extract_code_blocks, html_to_markdown
+from data_prep.html.rules import extract_code_blocks
 
 CASES = [
     reply(
@@ -129,3 +132,19 @@ def test_fast_path_matches_markdownify_on_random_nested_html():
         fast_taken += fast_html_to_markdown(markup, blocks) is not None
         assert html_to_markdown(html, fast=True) == html_to_markdown(html, fast=False), html
     assert fast_taken > 250
+
+
+def test_fast_path_imports_neither_bs4_nor_the_bs4_renderer():
+    # bs4 + markdownify cost ~0.2 s at import: `data clean --help` and well-formed dumps skip it.
+    code = (
+        "import sys\n"
+        "from data_prep.html import html_to_markdown\n"
+        "import data_prep.clean\n"
+        "assert html_to_markdown('<p>a <strong>b</strong></p>') == 'a **b**'\n"
+        "heavy = ('bs4', 'markdownify', 'data_prep.html.markdownify')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+        "html_to_markdown('<p>an <img src=x> image</p>')  # leaves the subset: bs4 path\n"
+        "print('data_prep.html.markdownify' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]

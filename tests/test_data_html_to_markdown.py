@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from data_fixtures import PYTHON_CODE_HTML, PYTHON_CODE_TEXT, code_block, render, reply
 
-from data_prep.html.markdownify import html_to_markdown, looks_like_html
+from data_prep.html import html_to_markdown, looks_like_html
 
 
 def test_code_block_becomes_fenced_block_with_language_and_no_copy_chrome():

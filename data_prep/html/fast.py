@@ -1,15 +1,17 @@
-"""A fast path for the common, well-formed ChatGPT-UI HTML, same output as markdownify.
+"""The fast renderer for the common, well-formed ChatGPT-UI HTML, same output as markdownify.
 
 BeautifulSoup tree building plus markdownify's generic walk cost ~2 ms per reply, most of it
 per-tag bookkeeping. ChatGPT's HTML is a small, minified, strictly nested subset, so this
 module tokenizes it with one regex, builds a light tree and renders it with a port of exactly
 the markdownify 1.x rules :class:`~data_prep.html.markdownify.ChatGPTMarkdownConverter` uses
-(the same whitespace handling, newline collapsing and ``convert_*`` results).
+(the same whitespace handling, newline collapsing and ``convert_*`` results); escaping, fences,
+cells and links come from :mod:`data_prep.html.rules`, as they do for the bs4 path.
 
 Anything outside the subset - another tag, a comment, ``<`` that starts no tag, an unclosed
 or misnested element, whitespace-only text inside table structure - returns ``None`` and the
-caller uses BeautifulSoup + markdownify. tests/test_data_fast_markdown.py checks both paths
-give identical markdown on every fixture and on a generated dump.
+caller (:func:`data_prep.html.html_to_markdown`) uses BeautifulSoup + markdownify.
+tests/test_data_fast_markdown.py checks both paths give identical markdown on every fixture
+and on a generated dump.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from __future__ import annotations
 import html as html_lib
 import re
 
-from data_prep.html import markdownify as slow
+from data_prep.html.rules import (
+    PLACEHOLDER,
+    code_span_text,
+    colspan_width,
+    escape_block_starts,
+    escape_text,
+    link_destination,
+    longest_backtick_run,
+    table_cell,
+)
 
 _TOKEN = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)([^<>]*?)(/?)>|([^<]+)|(<)")
 _ATTR = re.compile(r"""([a-zA-Z_:][-a-zA-Z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
@@ -65,7 +76,7 @@ class _Node:
 
 
 class _Unsupported(Exception):
-    """The input leaves the subset: use the slow path."""
+    """The input leaves the subset: use the bs4 path."""
 
 
 def _parse(markup: str) -> _Node:
@@ -101,7 +112,7 @@ def _parse(markup: str) -> _Node:
 
 def _append(parent: _Node, child: _Node) -> None:
     if child.name is None and parent.name in _TABLE_PARTS:
-        raise _Unsupported  # markdownify's row logic sees such text: keep it on the slow path
+        raise _Unsupported  # markdownify's row logic sees such text: keep it on the bs4 path
     if child.name == "li":
         child.ordinal = parent.li_count
         parent.li_count += 1
@@ -128,7 +139,7 @@ class FastRenderer:
     def tag(self, node: _Node, inline: bool, noformat: bool, in_li: bool) -> str:
         name = node.name
         if name == "pre":
-            slot = node.attrs.get(slow._PLACEHOLDER, "")
+            slot = node.attrs.get(PLACEHOLDER, "")
             if not slot.isdigit() or int(slot) >= len(self.code_blocks):
                 raise _Unsupported
             return self.code_blocks[int(slot)]
@@ -154,9 +165,9 @@ class FastRenderer:
 
     def text(self, el: _Node, noformat: bool) -> str:
         if noformat:
-            return slow._code_span_text(el.text)
+            return code_span_text(el.text)
         text = _WS.sub(" ", _WS_NEWLINE.sub("\n", el.text))
-        text = slow._escape_text(text) if text else ""
+        text = escape_text(text) if text else ""
         if _outside(el.prev) or (_inside(el.parent) and el.prev is None):
             text = text.lstrip(" \t\r\n")
         if _outside(el.next) or (_inside(el.parent) and el.next is None):
@@ -178,9 +189,7 @@ class FastRenderer:
             if inline:
                 return " " + text.strip(" \t\r\n") + " "
             text = text.strip(" \t\r\n")
-            return (
-                f"\n\n{slow._BLOCK_START.sub(slow._escape_block_start, text)}\n\n" if text else ""
-            )
+            return f"\n\n{escape_block_starts(text)}\n\n" if text else ""
         if name == "div":
             if inline:
                 return " " + text.strip() + " "
@@ -224,7 +233,7 @@ def _inline_code(text: str) -> str:
     text = text.strip()
     if not text:
         return ""
-    longest = max((len(m) for m in slow._BACKTICKS.findall(text)), default=0)
+    longest = longest_backtick_run(text)
     delimiter = "`" * (longest + 1)
     if longest:
         text = f" {text} "
@@ -238,8 +247,8 @@ def _link(node: _Node, text: str) -> str:
     if not text:
         return ""
     href, title = node.attrs.get("href"), node.attrs.get("title")
-    if href and re.search(r"[\s()<>]", href):
-        href = "<" + href.replace("<", "%3C").replace(">", "%3E") + ">"
+    if href:
+        href = link_destination(href)
     if href and text.replace(r"\_", "_") == href and not title:
         return f"<{href}>"
     title_part = ' "{}"'.format(title.replace('"', r"\"")) if title else ""
@@ -294,9 +303,7 @@ def _block_misc(node: _Node, text: str, inline: bool) -> str:
     if name == "table":
         return "\n\n" + text.strip() + "\n\n"
     if name in ("td", "th"):
-        colspan = node.attrs.get("colspan", "")
-        span = max(1, min(1000, int(colspan))) if colspan.isdigit() else 1
-        return " " + " ".join(text.split()).replace("|", "\\|") + " |" * span
+        return table_cell(text, node.attrs.get("colspan"))
     if name == "tr":
         return _row(node, text)
     raise _Unsupported
@@ -320,10 +327,7 @@ def _row(node: _Node, text: str) -> str:
     missing = (first and parent.name != "tbody") or (
         first and parent.name == "tbody" and not has_thead
     )
-    width = 0
-    for c in cells:
-        colspan = c.attrs.get("colspan", "")
-        width += max(1, min(1000, int(colspan))) if colspan.isdigit() else 1
+    width = sum(colspan_width(c.attrs.get("colspan")) for c in cells)
     over = under = ""
     parent_prev = parent.prev
     while parent_prev is not None and parent_prev.name is None:
