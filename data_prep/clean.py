@@ -21,14 +21,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from data_prep.drops import DropLog, Tally
+from data_prep.drops import DropLog, DropReason, Tally
 from data_prep.filters import (
     DEFAULT_BLOCKED_PHRASES,
-    DropReason,
     PhraseMatcher,
     detect_language,
     load_phrases,
 )
+from data_prep.html import html_to_markdown, looks_like_html
 from data_prep.normalize import (
     RecordDropped,
     check_turns,
@@ -95,11 +95,6 @@ class Cleaner:
     """Cleans one record at a time; built once per worker process."""
 
     def __init__(self, config: CleanConfig, phrases: list[str]) -> None:
-        # bs4 + markdownify load here, not at import: `fastchat-lite --help` stays fast.
-        from data_prep.html.markdownify import html_to_markdown, looks_like_html
-
-        self.html_to_markdown = html_to_markdown
-        self.looks_like_html = looks_like_html
         self.config = config
         self.blocked = PhraseMatcher(phrases)
         self.languages = config.languages()
@@ -130,10 +125,10 @@ class Cleaner:
 
     def convert_value(self, role: str, text: str, i: int) -> str:
         text = strip_noise(text)
-        if role != "gpt" or "<" not in text or not self.looks_like_html(text):
+        if role != "gpt" or "<" not in text or not looks_like_html(text):
             return text  # human turns are plain text, whatever they contain
         try:
-            return self.html_to_markdown(text)
+            return html_to_markdown(text)
         except Exception as exc:  # bs4 raises several types; the record is counted
             raise RecordDropped(DropReason.HTML_ERROR, f"turn {i}: {exc!r}"[:300]) from None
 

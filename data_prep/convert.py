@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.drops import DropLog, Tally
-from data_prep.filters import DropReason
+from data_prep.drops import DropLog, DropReason, Tally
 from data_prep.normalize import (
     RecordDropped,
     check_turns,

@@ -1,5 +1,7 @@
-"""Counting drops, the final summary table and the ``--report`` JSON.
+"""Why a record is dropped, counting drops, the final summary table and the ``--report`` JSON.
 
+Every drop carries one :class:`DropReason`; the summary table and ``--report`` count by it, and
+docs/data_prep.md lists them all. Reasons are ``str`` values so they serialise as themselves.
 Drops are appended to a temp file as they happen, so a run over a huge dump keeps constant
 memory; :meth:`DropLog.write_report` then streams them into the report atomically.
 """
@@ -11,10 +13,33 @@ import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
 from fastchat_lite.io import atomic_write
+
+
+class DropReason(str, Enum):
+    """One reason per dropped record (the first rule it fails, in this order)."""
+
+    INVALID_JSON = "invalid_json"  # the line / list element is not JSON
+    INVALID_UTF8 = "invalid_utf8"  # the line holds a byte sequence that is not UTF-8
+    UNREADABLE_REST = "unreadable_rest"  # a JSON list broke off: what follows cannot be read
+    BAD_SHAPE = "bad_shape"  # not an object, no conversations list, a turn without from/value
+    UNKNOWN_ROLE = "unknown_role"  # a "from" that is not human/gpt/system or an alias
+    MESSAGE_TOO_LONG = "message_too_long"  # one message over --max-chars
+    HTML_ERROR = "html_error"  # the HTML parser rejected a reply
+    EMPTY_MESSAGE = "empty_message"  # a kept turn is empty or whitespace only
+    NOT_ALTERNATING = "not_alternating"  # two human (or two gpt) turns in a row
+    TOO_SHORT = "too_short"  # fewer than --min-turns turns or --min-chars characters
+    BLOCKED_PHRASE = "blocked_phrase"  # a reply leaks another model's identity
+    WRONG_LANGUAGE = "wrong_language"  # --lang given and the text is in another language
+    DUPLICATE = "duplicate"  # same normalised conversation as an earlier record
+    EXCHANGE_TOO_LONG = "exchange_too_long"  # split: one human+gpt pair over --max-length
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass

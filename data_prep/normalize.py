@@ -1,7 +1,7 @@
 """Shape checks and turn normalisation shared by ``clean``, ``convert`` and ``split``.
 
 A record that cannot be normalised raises :class:`RecordDropped` with a
-:class:`~data_prep.filters.DropReason`; callers count it instead of crashing.
+:class:`~data_prep.drops.DropReason`; callers count it instead of crashing.
 
 Normal form: ``[{"from": "human"|"gpt", "value": str}, ...]`` (optionally one leading
 ``system`` turn), strictly alternating, starting with ``human`` and ending with ``gpt``.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from data_prep.filters import DropReason
+from data_prep.drops import DropReason
 from fastchat_lite.io import RawRecord
 from fastchat_lite.messages import ROLE_ALIASES, SHAREGPT_ROLE
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.drops import DropLog, Tally
-from data_prep.filters import DropReason
+from data_prep.drops import DropLog, DropReason, Tally
 from data_prep.normalize import RecordDropped, check_turns, raw_turns, record_id
 from fastchat_lite.errors import FastChatLiteError
 from fastchat_lite.io import atomic_write, iter_records
