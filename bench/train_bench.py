@@ -62,7 +62,7 @@ def build_model(gradient_checkpointing: bool = False):
     )  # fmt: skip
     model = LlamaForCausalLM(config)
     if gradient_checkpointing:
-        from train.recipe import enable_activation_checkpointing
+        from train.model import enable_activation_checkpointing
 
         enable_activation_checkpointing(model)
     model.train()

@@ -9,6 +9,7 @@ therefore that of mean-over-trained-tokens, however the tokens were packed, padd
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from train import distributed as D
 from train.checkpoint import save_checkpoint
 from train.collate import collate_rows
+from train.config import TrainConfig
 from train.dataset import Sample
 from train.metrics import TrainLogger, Window
 from train.packing import DataPlan, Step, rank_slots
@@ -45,8 +47,9 @@ def loss_sum(model: Any, batch: dict[str, Any], device: str, amp_dtype: Any) -> 
 
 @dataclass
 class TrainingRun:
-    """Everything the loop touches, built by train.recipe."""
+    """Everything the loop touches, built by train.recipe; options are read from ``config``."""
 
+    config: TrainConfig
     ctx: D.DistContext
     model: Any
     optimizer: Any
@@ -57,14 +60,8 @@ class TrainingRun:
     total_steps: int
     pad_id: int
     amp_dtype: Any
-    max_grad_norm: float
     logger: TrainLogger
-    output_dir: Path
     trainable: list[str]
-    save_steps: int
-    save_total_limit: int
-    logging_steps: int
-    config: dict[str, Any]
     step: int = 0
     epoch: int = 0
     in_epoch: int = 0
@@ -94,8 +91,8 @@ def train_step(run: TrainingRun, step: Step) -> tuple[float, int, int]:
             run.scaler.scale(loss * scale).backward()
         local += float(loss.detach())
     run.scaler.unscale_(run.optimizer)
-    if run.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.max_grad_norm)
+    if run.config.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.max_grad_norm)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
@@ -127,11 +124,11 @@ def _checkpoint(run: TrainingRun) -> Path:
         "epoch": run.epoch,
         "step_in_epoch": run.in_epoch,
         "total_steps": run.total_steps,
-        "config": run.config,
+        "config": dataclasses.asdict(run.config),
     }
     return save_checkpoint(
         run.ctx, run.model, run.optimizer, run.scheduler, run.trainable, state,
-        run.output_dir, run.save_total_limit,
+        run.config.output_dir, run.config.save_total_limit,
     )  # fmt: skip
 
 
@@ -144,6 +141,7 @@ def run_loop(run: TrainingRun, progress: bool = True) -> str:
         total=run.total_steps, initial=run.step, desc="train", unit="step",
         disable=not (progress and run.ctx.is_main), dynamic_ncols=True,
     )  # fmt: skip
+    log_every, save_every = max(run.config.logging_steps, 1), run.config.save_steps
     window = Window()
     with StopRequest() as stop:
         while run.step < run.total_steps:
@@ -156,7 +154,7 @@ def run_loop(run: TrainingRun, progress: bool = True) -> str:
             loss_total, votes = D.all_reduce_sum(run.ctx, [local, float(stop.requested)])
             run.step, run.in_epoch = run.step + 1, run.in_epoch + 1
             window.add(loss_total, trained, real, time.perf_counter() - started)
-            if run.step % run.logging_steps == 0 or run.step == run.total_steps:
+            if run.step % log_every == 0 or run.step == run.total_steps:
                 epoch = run.epoch + run.in_epoch / len(steps)
                 record = window.record(run.step, run.scheduler.get_last_lr()[0], epoch)
                 run.logger.log(record)
@@ -169,7 +167,7 @@ def run_loop(run: TrainingRun, progress: bool = True) -> str:
                 window = Window()
             bar.update()
             stopping = votes > 0 and run.step < run.total_steps
-            if stopping or (run.save_steps and run.step % run.save_steps == 0):
+            if stopping or (save_every and run.step % save_every == 0):
                 _checkpoint(run)
             if run.step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
