@@ -87,16 +87,6 @@ def gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     return out
 
 
-def broadcast_object(ctx: DistContext, obj: Any) -> Any:
-    if not ctx.distributed:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def decoder_layer_classes(model: Any) -> set[str]:
     """Class names FSDP wraps one by one: the model's ``_no_split_modules`` (decoder layers)."""
     names = set()
