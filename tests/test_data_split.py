@@ -157,5 +157,9 @@ def test_long_conversation_is_tokenized_about_twice_not_once_per_piece_prefix(
     pieces, long = Splitter(tiny_tokenizer, SplitConfig(max_length=300)).split(turns)
     assert len(pieces) >= 8 and not long
     assert [t for p in pieces for t in p] == turns
-    # one pass over the whole conversation + about one measurement per piece
+    # The hook must see the work: an empty `calls` would pass the budget below vacuously.
+    assert calls, "encode_conversation was never called through fastchat_lite"
+    assert calls[0] == len(turns)  # one pass over the whole conversation ...
+    assert len(calls) >= 1 + len(pieces)  # ... then every piece measured for real
+    # ... and about one measurement per piece, not one per piece prefix
     assert sum(calls) <= 2 * len(turns) + 4 * len(pieces)
