@@ -1,7 +1,14 @@
 """Dataclass configs as the one source of truth for CLI flags, YAML files and defaults.
 
 Each field carries its default and ``metadata={"help": ...}``; :func:`add_dataclass_arguments`
-turns the fields into ``--flags`` and :func:`build_config` merges defaults < YAML < CLI.
+turns the fields into ``--flags``, :func:`build_config` merges defaults < YAML < CLI, and
+:func:`config_to_argv` is the inverse: the flags that rebuild a given config in a child process.
+
+A field whose type is itself a dataclass is a *section*: a command made of parts (``serve
+local`` runs a controller, a worker, an API) composes their configs instead of copying their
+fields. A section's fields become options of the parent under their own names, one flat
+namespace for flags and YAML keys, except those listed in the section field's
+``metadata["parent_sets"]`` (the parent decides them, e.g. each part's port).
 """
 
 from __future__ import annotations
@@ -39,42 +46,107 @@ def _str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add a ``--field-name`` option for every field of dataclass ``cls`` (default: unset)."""
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Option:
+    """One flag / YAML key: field ``name`` of the config, or of its section ``section``."""
+
+    name: str
+    section: str | None
+    field: dataclasses.Field
+    annotation: Any
+    default: Any
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def on_cli(self) -> bool:
+        return self.field.metadata.get("cli") is not False
+
+    def value(self, config: Any) -> Any:
+        owner = config if self.section is None else getattr(config, self.section)
+        return getattr(owner, self.name)
+
+
+def _options(cls: type) -> dict[str, _Option]:
+    """Option name -> option, in field order, sections flattened (see the module docstring)."""
+    options: dict[str, _Option] = {}
+
+    def add(option: _Option) -> None:
+        if option.name in options:  # a bug in the config classes, not a user error
+            raise TypeError(f"{cls.__name__}: option {option.name!r} is defined twice")
+        options[option.name] = option
+
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if not f.init or f.metadata.get("cli") is False:
+        if not f.init:
             continue
-        kind, is_list = _base_type(hints[f.name])
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else f.default_factory()
-            if f.default_factory is not dataclasses.MISSING
-            else None
-        )
-        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
-        flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if not dataclasses.is_dataclass(hints[f.name]):
+            add(_Option(f.name, None, f, hints[f.name], _default(f)))
+            continue
+        section_default = _default(f)
+        section_hints = typing.get_type_hints(hints[f.name])
+        parent_sets = set(f.metadata.get("parent_sets", ()))
+        for sub in dataclasses.fields(hints[f.name]):
+            if sub.init and sub.name not in parent_sets:
+                default = getattr(section_default, sub.name)
+                add(_Option(sub.name, f.name, sub, section_hints[sub.name], default))
+    return options
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add a ``--field-name`` option for every option of dataclass ``cls`` (default: unset);
+    a section's options go in an argument group named after it."""
+    groups: dict[str | None, Any] = {None: parser}
+    for option in _options(cls).values():
+        if not option.on_cli:
+            continue
+        if option.section not in groups:
+            groups[option.section] = parser.add_argument_group(f"{option.section} options")
+        kind, is_list = _base_type(option.annotation)
+        help_text = f"{option.field.metadata.get('help', '')} (default: {option.default!r})"
+        kwargs: dict[str, Any] = {"dest": option.name, "default": argparse.SUPPRESS}
+        kwargs["help"] = help_text
         if kind is bool:
             kwargs.update(type=_str2bool, nargs="?", const=True, metavar="BOOL")
         elif is_list:
             kwargs.update(type=kind, nargs="*")
         else:
             kwargs["type"] = kind if kind in (int, float, str) else str
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(flag, **kwargs)
+            if "choices" in option.field.metadata:
+                kwargs["choices"] = option.field.metadata["choices"]
+        groups[option.section].add_argument(option.flag, **kwargs)
 
 
 def config_from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - names)
+    """``cls`` from option name -> value (the flat namespace of flags and YAML keys)."""
+    options = _options(cls)
+    unknown = sorted(set(values) - set(options))
     if unknown:
         raise FastChatLiteError(
             f"{source}: unknown option(s) {', '.join(unknown)}; see --help for the list"
         )
-    return cls(**values)
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        section = options[name].section
+        if section is None:
+            top[name] = value
+        else:
+            sections.setdefault(section, {})[name] = value
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in sections:
+            top[f.name] = dataclasses.replace(_default(f), **sections[f.name])
+    return cls(**top)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -92,10 +164,33 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def build_config(cls: type[T], args: argparse.Namespace, config_path: str | None = None) -> T:
     """Defaults, overridden by the YAML file, overridden by flags given on the command line."""
     values: dict[str, Any] = load_yaml(config_path) if config_path else {}
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = _options(cls)
     values.update({k: v for k, v in vars(args).items() if k in names})
     return config_from_dict(cls, values, source=config_path or "command line")
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+def config_to_argv(config: Any) -> list[str]:
+    """Flags that rebuild ``config`` through :func:`add_dataclass_arguments` and
+    :func:`build_config`: one per option whose value differs from its default.
+
+    Raises ValueError for a value no flag can express: None over a non-None default, a field
+    marked ``cli: False``, or a list of several values one of which starts with "-".
+    """
+    argv: list[str] = []
+    for option in _options(type(config)).values():
+        value = option.value(config)
+        if value == option.default:
+            continue
+        if value is None or not option.on_cli:
+            raise ValueError(f"{type(config).__name__}.{option.name}={value!r} has no flag form")
+        if isinstance(value, bool):
+            argv += [option.flag, str(value).lower()]
+        elif isinstance(value, (list, tuple)) and len(value) != 1:
+            if any(str(item).startswith("-") for item in value):
+                raise ValueError(f"{option.flag}: several values, one starting with '-'")
+            argv += [option.flag, *map(str, value)]
+        else:
+            text = str(value[0] if isinstance(value, (list, tuple)) else value)
+            # "--worker-secret -x" would read -x as a flag; "--worker-secret=-x" does not
+            argv += [f"{option.flag}={text}"] if text.startswith("-") else [option.flag, text]
+    return argv

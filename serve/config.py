@@ -1,5 +1,8 @@
 """Configs of the serving processes: one dataclass per command, the source of its CLI flags.
 
+``serve local`` composes the controller, worker, API and web configs (see
+:class:`LocalConfig`); each child then gets its flags back from its own config, so a field
+added to, say, :class:`WorkerConfig` works under ``serve local`` with no further change.
 Kept free of heavy imports so ``fastchat-lite --help`` can build every parser quickly.
 """
 
@@ -7,13 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fastchat_lite.processes import LOOPBACK
+
 DISPATCH_METHODS = ("shortest_queue", "lottery")
+DEFAULT_CONTROLLER_PORT = 21001
+DEFAULT_CONTROLLER_URL = f"http://{LOOPBACK}:{DEFAULT_CONTROLLER_PORT}"
+DEFAULT_API_PORT = 8000
+DEFAULT_WEB_PORT = 7860
+DEFAULT_TEMPERATURE = 0.7  # what the web demo, terminal chat and ServeClient sample with
+MAX_INPUT_CHARS = 4000  # longest user message the web demo accepts
 
 
 @dataclass
 class ControllerConfig:
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
-    port: int = field(default=21001, metadata={"help": "port to bind"})
+    host: str = field(default=LOOPBACK, metadata={"help": "address to bind"})
+    port: int = field(default=DEFAULT_CONTROLLER_PORT, metadata={"help": "port to bind"})
     dispatch: str = field(
         default="shortest_queue",
         metadata={"help": "how to pick a worker", "choices": list(DISPATCH_METHODS)},
@@ -35,8 +46,8 @@ class WorkerConfig:
     template: str | None = field(
         default=None, metadata={"help": "chat template (default: from the tokenizer config)"}
     )
-    controller: str = field(default="http://127.0.0.1:21001", metadata={"help": "controller URL"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
+    controller: str = field(default=DEFAULT_CONTROLLER_URL, metadata={"help": "controller URL"})
+    host: str = field(default=LOOPBACK, metadata={"help": "address to bind"})
     port: int = field(default=21002, metadata={"help": "port to bind"})
     worker_address: str | None = field(
         default=None, metadata={"help": "URL the controller gives out (default: http://host:port)"}
@@ -62,9 +73,9 @@ class WorkerConfig:
 
 @dataclass
 class ApiConfig:
-    controller: str = field(default="http://127.0.0.1:21001", metadata={"help": "controller URL"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
-    port: int = field(default=8000, metadata={"help": "port to bind"})
+    controller: str = field(default=DEFAULT_CONTROLLER_URL, metadata={"help": "controller URL"})
+    host: str = field(default=LOOPBACK, metadata={"help": "address to bind"})
+    port: int = field(default=DEFAULT_API_PORT, metadata={"help": "port to bind"})
     api_key: list[str] = field(
         default_factory=list, metadata={"help": "accepted API keys (none: no auth)"}
     )
@@ -74,20 +85,54 @@ class ApiConfig:
 
 
 @dataclass
+class WebConfig:
+    """Every knob of the web demo (``serve web``)."""
+
+    controller: str = field(
+        default=DEFAULT_CONTROLLER_URL, metadata={"help": "controller URL to list models from"}
+    )
+    host: str = field(default=LOOPBACK, metadata={"help": "interface to listen on"})
+    port: int = field(default=DEFAULT_WEB_PORT, metadata={"help": "port to listen on"})
+    vote_file: str | None = field(
+        default=None,
+        metadata={"help": "JSONL file the side-by-side votes are appended to (off if unset)"},
+    )
+    max_input_chars: int = field(
+        default=MAX_INPUT_CHARS, metadata={"help": "longest user message accepted, in characters"}
+    )
+    concurrency: int = field(
+        default=32, metadata={"help": "sessions generating at the same time (others queue)"}
+    )
+    request_timeout: float = field(
+        default=60.0, metadata={"help": "seconds to wait for the controller or a worker"}
+    )
+
+
+# Where each child listens and which controller it talks to is the launcher's to decide.
+_PLACED = ("controller", "host", "port")
+
+
+@dataclass
 class LocalConfig:
-    model: str = field(default="", metadata={"help": "local Hugging Face model directory"})
-    model_name: str | None = field(default=None, metadata={"help": "name clients use"})
-    template: str | None = field(default=None, metadata={"help": "chat template override"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address every server binds"})
-    port: int = field(default=8000, metadata={"help": "OpenAI API port"})
+    """``serve local``: the four children's configs plus where they listen.
+
+    The sections' fields are options of ``serve local`` under their own names (``--dtype``,
+    ``--api-key``, ``--vote-file``, ...; see :mod:`fastchat_lite.config`), except host, port
+    and controller URL, set from the fields below, and the worker's secret, which is the
+    controller's (one ``--worker-secret`` reaches both).
+    """
+
+    host: str = field(default=LOOPBACK, metadata={"help": "address every server binds"})
+    port: int = field(default=DEFAULT_API_PORT, metadata={"help": "OpenAI API port"})
     controller_port: int | None = field(default=None, metadata={"help": "default: a free port"})
     worker_port: int | None = field(default=None, metadata={"help": "default: a free port"})
-    web_port: int = field(default=7860, metadata={"help": "web demo port"})
+    web_port: int = field(default=DEFAULT_WEB_PORT, metadata={"help": "web demo port"})
     no_web: bool = field(default=False, metadata={"help": "do not start the web demo"})
-    vote_file: str | None = field(
-        default=None, metadata={"help": "web demo: JSONL file side-by-side votes are appended to"}
+    controller: ControllerConfig = field(
+        default_factory=ControllerConfig, metadata={"parent_sets": _PLACED}
     )
-    api_key: list[str] = field(default_factory=list, metadata={"help": "API keys to require"})
-    max_batch_size: int = field(default=32, metadata={"help": "sequences decoded together"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda", "choices": ["cpu", "cuda"]})
-    backend: str = field(default="hf", metadata={"help": "engine", "choices": ["hf", "vllm"]})
+    worker: WorkerConfig = field(
+        default_factory=WorkerConfig, metadata={"parent_sets": (*_PLACED, "worker_secret")}
+    )
+    api: ApiConfig = field(default_factory=ApiConfig, metadata={"parent_sets": _PLACED})
+    web: WebConfig = field(default_factory=WebConfig, metadata={"parent_sets": _PLACED})

@@ -1,4 +1,5 @@
-"""`serve local` starts a ready stack and stops all of it; the terminal chat keeps history."""
+"""`serve local` starts a ready stack and stops all of it, every child getting the options meant
+for it (flags or YAML); the terminal chat keeps history."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fastchat_lite.cli import build_parser
+from fastchat_lite.config import build_config, config_to_argv
+from fastchat_lite.processes import free_port
 from serve.chat_cli import chat_loop
-from serve.local import free_port
+from serve.config import ApiConfig, ControllerConfig, LocalConfig, WebConfig, WorkerConfig
+from serve.local import build_commands, child_configs
+
+CHILD_CONFIGS = {
+    "controller": ControllerConfig, "worker": WorkerConfig, "api": ApiConfig, "web": WebConfig,
+}  # fmt: skip
 
 
 def children_of(pid: int) -> list[int]:
@@ -97,13 +106,83 @@ def test_chat_ends_on_ctrl_d():
 
 
 def test_serve_local_passes_the_vote_file_to_the_web_demo(monkeypatch):
-    from serve.config import LocalConfig
-    from serve.local import build_commands
-
     monkeypatch.setattr("serve.local.web_available", lambda: True)
-    config = LocalConfig(model="/m", vote_file="votes.jsonl", web_port=7999)
+    config = LocalConfig(
+        worker=WorkerConfig(model="/m"), web=WebConfig(vote_file="votes.jsonl"), web_port=7999
+    )
     web = build_commands(config, 1, 2)["web"]
     assert web[:2] == ["serve", "web"]
     assert web[web.index("--vote-file") + 1] == "votes.jsonl"
     assert web[web.index("--port") + 1] == "7999"
-    assert "web" not in build_commands(LocalConfig(model="/m", no_web=True), 1, 2)
+    no_web = LocalConfig(worker=WorkerConfig(model="/m"), no_web=True)
+    assert "web" not in build_commands(no_web, 1, 2)
+
+
+def _children_as_parsed(config: LocalConfig, controller_port: int, worker_port: int) -> dict:
+    """Each child's config as that child's own `serve` command would build it from its argv."""
+    commands = build_commands(config, controller_port, worker_port)
+    return {
+        name: build_config(CHILD_CONFIGS[name], build_parser().parse_args(argv))
+        for name, argv in commands.items()
+    }
+
+
+def test_serve_local_yaml_reaches_each_child_and_flags_override_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("serve.local.web_available", lambda: True)
+    yaml_file = tmp_path / "local.yaml"
+    yaml_file.write_text(
+        "model: /models/m\ndtype: bf16\nthreads: 3\ncontext_length: 512\n"
+        "worker_secret: s3cret\ndispatch: lottery\napi_key: [k1, k2]\n"
+        "vote_file: votes.jsonl\nport: 8101\nweb_port: 8102\n"
+    )
+    args = build_parser().parse_args(
+        ["serve", "local", "--config", str(yaml_file), "--dtype", "fp16", "--host", "0.0.0.0"]
+    )
+    captured: list[LocalConfig] = []
+    monkeypatch.setattr("serve.local.run_local", lambda config: captured.append(config) or 0)
+    assert args.run(args) == 0
+    children = _children_as_parsed(captured[0], 7001, 7002)
+    controller, worker, api, web = (children[n] for n in ("controller", "worker", "api", "web"))
+    assert (controller.host, controller.port, controller.dispatch) == ("0.0.0.0", 7001, "lottery")
+    assert (worker.model, worker.dtype, worker.threads, worker.context_length) == (
+        "/models/m", "fp16", 3, 512,
+    )  # fmt: skip
+    assert controller.worker_secret == worker.worker_secret == "s3cret"
+    assert (worker.host, worker.port) == ("0.0.0.0", 7002)
+    assert worker.controller == api.controller == web.controller == "http://0.0.0.0:7001"
+    assert (api.port, api.api_key) == (8101, ["k1", "k2"])
+    assert (web.port, web.vote_file) == (8102, "votes.jsonl")
+
+
+def test_every_worker_option_works_under_serve_local(monkeypatch):
+    monkeypatch.setattr("serve.local.web_available", lambda: False)
+    worker = WorkerConfig(
+        model="/m", model_name="n", template="vicuna", worker_address="http://10.0.0.2:9",
+        max_batch_size=3, device="cuda", dtype="bf16", backend="vllm", context_length=99,
+        threads=2,
+    )  # fmt: skip
+    config = LocalConfig(
+        host="0.0.0.0", worker=worker, controller=ControllerConfig(worker_secret="-dash")
+    )
+    # the flags of `serve local` express all of it ...
+    local_args = build_parser().parse_args(["serve", "local", *config_to_argv(config)])
+    assert build_config(LocalConfig, local_args) == config
+    # ... and each child's argv rebuilds its config, every WorkerConfig field included
+    expected = child_configs(config, 7001, 7002)
+    assert _children_as_parsed(config, 7001, 7002) == expected
+    defaults = vars(WorkerConfig())
+    unchanged = [k for k, v in vars(expected["worker"]).items() if v == defaults[k]]
+    assert not unchanged, "give every WorkerConfig field a non-default value in this test"
+
+
+def test_serve_controller_takes_a_yaml_config_and_flags_win(tmp_path, monkeypatch):
+    yaml_file = tmp_path / "controller.yaml"
+    yaml_file.write_text("port: 9001\ndispatch: lottery\nheartbeat_expiry: 5\n")
+    args = build_parser().parse_args(
+        ["serve", "controller", "--config", str(yaml_file), "--port", "9002"]
+    )
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("serve.cluster.controller.create_app", lambda config: config)
+    monkeypatch.setattr("serve.cli.serve_app", lambda app, host, port: seen.update(app=app) or 0)
+    assert args.run(args) == 0
+    assert seen["app"] == ControllerConfig(port=9002, dispatch="lottery", heartbeat_expiry=5.0)

@@ -270,6 +270,9 @@ def test_the_trainer_accepts_every_flag_the_launch_script_passes(tmp_path: Path)
 
 def test_the_server_accepts_every_flag_the_serve_script_passes(tmp_path: Path) -> None:
     pytest.importorskip("serve.local", reason="serve local is not in this checkout yet")
+    from fastchat_lite.config import build_config
+    from serve.config import LocalConfig
+
     model = tmp_path / "vicuna-7b"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -278,3 +281,6 @@ def test_the_server_accepts_every_flag_the_serve_script_passes(tmp_path: Path) -
     assert code == 0, stderr
     args = _parse_with_the_real_cli("serve.cli", calls[0]["argv"])
     assert args.serve_command == "local" and args.port == 8000 and args.host == "0.0.0.0"
+    config = build_config(LocalConfig, args)
+    assert config.worker.model_name == "vicuna-7b" and config.worker.device == "cuda"
+    assert config.no_web and config.api.api_key == ["sk-test"]

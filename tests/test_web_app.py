@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastchat_lite.cli import build_parser
 from fastchat_lite.config import build_config
+from serve.config import WebConfig
 from serve.web.app import build_demo
-from serve.web.cli import WebConfig
 
 
 class IdleClient:

@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from serve.config import DEFAULT_TEMPERATURE, MAX_INPUT_CHARS
 from serve.web.arena import (
     VOTES,
     add_pair_turn,
@@ -62,7 +63,12 @@ def _params(limits: WebLimits) -> Params:
         )
         with gr.Row():
             temperature = gr.Slider(
-                0.0, 2.0, value=0.7, step=0.05, label="Temperature", elem_id="fcl-temperature"
+                0.0,
+                2.0,
+                value=DEFAULT_TEMPERATURE,
+                step=0.05,
+                label="Temperature",
+                elem_id="fcl-temperature",
             )
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p", elem_id="fcl-top-p")
             max_tokens = gr.Slider(
@@ -244,7 +250,7 @@ def build_arena_tab(
 def build_demo(
     client: ChatClient,
     *,
-    max_input_chars: int = 4000,
+    max_input_chars: int = MAX_INPUT_CHARS,
     export_dir: Path | None = None,
     vote_file: str | Path | None = None,
     title: str = TITLE,

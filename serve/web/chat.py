@@ -23,6 +23,7 @@ import httpx
 
 from fastchat_lite.io import write_json
 from fastchat_lite.messages import Message, to_messages, to_sharegpt
+from serve.config import DEFAULT_TEMPERATURE, MAX_INPUT_CHARS
 from serve.errors import NoWorkerError, ServeError
 from serve.web.render import display_history
 
@@ -42,7 +43,7 @@ class ChatClient(Protocol):
         model: str,
         messages: list[dict[str, str]],
         *,
-        temperature: float = 0.7,
+        temperature: float = DEFAULT_TEMPERATURE,
         top_p: float = 1.0,
         max_tokens: int = 256,
     ) -> AsyncIterator[str]: ...
@@ -52,7 +53,7 @@ class ChatClient(Protocol):
 class WebLimits:
     """Bounds a public page needs: a pasted novel must not reach the worker."""
 
-    max_input_chars: int = 4000
+    max_input_chars: int = MAX_INPUT_CHARS
     max_tokens: int = 2048
 
 
