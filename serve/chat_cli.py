@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastchat_lite.errors import FastChatLiteError
+from serve.config import DEFAULT_TEMPERATURE
 
 Streamer = Callable[[list[dict[str, str]]], AsyncIterator[str]]
 
@@ -28,16 +29,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--api-key", default="none", help="API key for --api")
     parser.add_argument("--template", help="chat template override for --model")
     parser.add_argument("--system", help="system prompt")
-    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.set_defaults(run=run)
 
 
 def _local_streamer(args: argparse.Namespace) -> tuple[Streamer, Callable[[], None]]:
+    from serve.cluster.protocol import GenerateRequest
+    from serve.cluster.worker import build_service
     from serve.config import WorkerConfig
-    from serve.engine.backends import build_service
-    from serve.protocol import GenerateRequest, SamplingParams
+    from serve.schemas import SamplingParams
 
     service = build_service(
         WorkerConfig(model=args.model, template=args.template, device=args.device)

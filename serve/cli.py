@@ -1,7 +1,8 @@
 """``fastchat-lite serve {controller,worker,api,local,web}``: one subcommand per process.
 
-Heavy imports (torch, fastapi, uvicorn) happen inside the ``run_*`` functions so that
-``fastchat-lite --help`` stays fast.
+Each takes its options from its config dataclass in :mod:`serve.config`, as flags or from
+``--config YAML`` (flags win). Heavy imports (torch, fastapi, uvicorn) happen inside the
+``run_*`` functions so that ``fastchat-lite --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -38,17 +39,16 @@ def _logging() -> None:
 def run_controller(args: argparse.Namespace) -> int:
     from serve.cluster.controller import create_app
 
-    config = build_config(ControllerConfig, args)
+    config = build_config(ControllerConfig, args, args.config)
     _logging()
     print(f"controller listening on http://{config.host}:{config.port}", flush=True)
     return serve_app(create_app(config), config.host, config.port)
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from serve.cluster.worker import create_app
-    from serve.engine.backends import build_service
+    from serve.cluster.worker import build_service, create_app
 
-    config = build_config(WorkerConfig, args)
+    config = build_config(WorkerConfig, args, args.config)
     if not config.model:
         raise FastChatLiteError("serve worker needs --model DIR (a local Hugging Face model)")
     _logging()
@@ -64,7 +64,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     from serve.openai.app import create_app
 
-    config = build_config(ApiConfig, args)
+    config = build_config(ApiConfig, args, args.config)
     _logging()
     print(f"OpenAI-compatible API on http://{config.host}:{config.port}/v1", flush=True)
     return serve_app(create_app(config), config.host, config.port)
@@ -73,7 +73,13 @@ def run_api(args: argparse.Namespace) -> int:
 def run_local(args: argparse.Namespace) -> int:
     from serve.local import run_local as launch
 
-    return launch(build_config(LocalConfig, args))
+    return launch(build_config(LocalConfig, args, args.config))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """``--config YAML`` plus one flag per option of ``config_cls``."""
+    parser.add_argument("--config", metavar="YAML", help="options from a YAML file (flags win)")
+    add_dataclass_arguments(parser, config_cls)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ]
     for name, help_text, config_cls, runner in commands:
         command = sub.add_parser(name, help=help_text, description=help_text)
-        add_dataclass_arguments(command, config_cls)
+        add_config_arguments(command, config_cls)
         command.set_defaults(run=runner)
     try:
         from serve.web import cli as web_cli

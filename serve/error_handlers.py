@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.errors import ServeError
-from serve.protocol import ErrorInfo, ErrorResponse
+from serve.schemas import ErrorInfo, ErrorResponse
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def error_response(
 
 
 def serve_error_response(exc: ServeError) -> JSONResponse:
-    return error_response(exc.status_code, exc.message, exc.error_type, exc.code, exc.param)
+    body = ErrorResponse(error=exc.to_info())
+    return JSONResponse(body.model_dump(), status_code=exc.status_code)
 
 
 def describe_validation_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:

@@ -2,12 +2,14 @@
 
 Every layer raises these (client, worker, API server); the API turns any of them into
 ``{"error": {"message", "type", "param", "code"}}`` with :attr:`ServeError.status_code`, so no
-route builds its own error JSON.
+route builds its own error JSON. :meth:`ServeError.to_info` and :meth:`ServeError.from_info` are
+the one conversion between the two, in both directions (a client rebuilds a server's error).
 """
 
 from __future__ import annotations
 
 from fastchat_lite.errors import FastChatLiteError
+from serve.schemas import ErrorInfo
 
 
 class ServeError(FastChatLiteError):
@@ -31,6 +33,29 @@ class ServeError(FastChatLiteError):
         self.param = param
         if status_code is not None:
             self.status_code = status_code
+
+    def to_info(self) -> ErrorInfo:
+        """The OpenAI error body's ``error`` object for this exception."""
+        return ErrorInfo(
+            message=self.message, type=self.error_type, param=self.param, code=self.code
+        )
+
+    @classmethod
+    def from_info(cls, info: ErrorInfo, status_code: int) -> ServeError:
+        """The matching subclass for an error body another server answered with ``status_code``."""
+        if status_code == 404 and info.code == "model_not_found":
+            kind: type[ServeError] = ModelNotFoundError
+        elif status_code == 503:
+            kind = NoWorkerError
+        elif status_code == 401:
+            kind = AuthenticationError
+        elif info.code == "context_length_exceeded":
+            kind = ContextLengthError
+        elif 400 <= status_code < 500:
+            kind = InvalidRequestError
+        else:
+            kind = ServeError
+        return kind(info.message, code=info.code, param=info.param, status_code=status_code)
 
 
 class NoWorkerError(ServeError):
@@ -76,20 +101,3 @@ class WorkerFailedError(ServeError):
     status_code = 503
     error_type = "service_unavailable"
     default_code = "worker_failed"
-
-
-def error_from_status(status_code: int, message: str, code: str | None, param: str | None):
-    """Rebuild the matching :class:`ServeError` from an error body another server sent."""
-    if status_code == 404 and code == "model_not_found":
-        cls: type[ServeError] = ModelNotFoundError
-    elif status_code == 503:
-        cls = NoWorkerError
-    elif status_code == 401:
-        cls = AuthenticationError
-    elif code == "context_length_exceeded":
-        cls = ContextLengthError
-    elif 400 <= status_code < 500:
-        cls = InvalidRequestError
-    else:
-        cls = ServeError
-    return cls(message, code=code, param=param, status_code=status_code)

@@ -1,19 +1,18 @@
-"""Controller bookkeeping with a fake clock, and the wire schemas' validation rules."""
+"""Controller bookkeeping with a fake clock, the wire schemas' validation rules, bearer auth and
+the error body round trip."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from serve.cluster.controller import Controller
-from serve.errors import ModelNotFoundError, NoWorkerError
-from serve.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    GenerateRequest,
-    HeartbeatRequest,
-    RegisterWorkerRequest,
-)
+from serve.cluster.protocol import GenerateRequest, HeartbeatRequest, RegisterWorkerRequest
+from serve.config import ApiConfig, ControllerConfig
+from serve.errors import ContextLengthError, ModelNotFoundError, NoWorkerError, ServeError
+from serve.openai.schemas import ChatCompletionRequest, CompletionRequest
 
 
 class Clock:
@@ -123,8 +122,6 @@ def test_completion_prompt_may_be_a_list_and_generate_request_needs_one_input():
 def test_a_request_failing_mid_stream_keeps_a_healthy_worker_in_rotation():
     import asyncio
 
-    import httpx
-
     from serve.cluster.client import ServeClient
 
     reported: list[str] = []
@@ -155,7 +152,7 @@ def test_a_request_failing_mid_stream_keeps_a_healthy_worker_in_rotation():
 def test_chat_reply_drops_the_templates_space_after_assistant_colon_only_once():
     import asyncio
 
-    from serve.engine.batching import EngineOutput
+    from serve.engine.base import EngineOutput
     from serve.engine.prompting import without_reply_lead
 
     async def outputs():
@@ -167,3 +164,54 @@ def test_chat_reply_drops_the_templates_space_after_assistant_colon_only_once():
 
     assert asyncio.run(collect(" ")) == "I am here"
     assert asyncio.run(collect("")) == " I am here"  # raw completions stay verbatim
+
+
+def _controller_app(key: str) -> tuple[TestClient, str, dict]:
+    from serve.cluster.controller import create_app
+
+    app = create_app(ControllerConfig(worker_secret=key))
+    payload = {"worker_address": "http://127.0.0.1:9", "model_names": ["m"]}
+    return TestClient(app), "/register_worker", payload
+
+
+def _api_app(key: str) -> tuple[TestClient, str, None]:
+    from serve.cluster.client import ServeClient
+    from serve.openai.app import create_app
+
+    def controller(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"models": ["m"]})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(controller))
+    app = create_app(ApiConfig(api_key=[key]), client=ServeClient("http://controller", http=http))
+    return TestClient(app), "/v1/models", None
+
+
+@pytest.mark.parametrize("make_app", [_controller_app, _api_app], ids=["controller", "api"])
+def test_bearer_scheme_is_case_insensitive_and_a_wrong_key_is_an_openai_shaped_401(make_app):
+    client, path, payload = make_app("sekrit")
+
+    def call(headers: dict[str, str]) -> httpx.Response:
+        if payload is None:
+            return client.get(path, headers=headers)
+        return client.post(path, json=payload, headers=headers)
+
+    assert call({"Authorization": "bearer sekrit"}).status_code == 200
+    assert call({"Authorization": "BEARER  sekrit "}).status_code == 200
+    for headers in ({"Authorization": "Bearer wrong"}, {"Authorization": "Basic sekrit"}, {}):
+        response = call(headers)
+        assert response.status_code == 401, headers
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["type"] == "authentication_error"
+
+
+def test_a_serve_error_survives_the_trip_through_its_error_body():
+    sent = ContextLengthError("too long", param="prompt")
+    info = sent.to_info()
+    assert (info.type, info.code, info.param) == ("invalid_request_error", sent.code, "prompt")
+    received = ServeError.from_info(info, sent.status_code)
+    assert type(received) is ContextLengthError
+    assert (received.message, received.param, received.status_code) == ("too long", "prompt", 400)
+    missing = ServeError.from_info(ModelNotFoundError("no m", param="model").to_info(), 404)
+    assert type(missing) is ModelNotFoundError
+    assert type(ServeError.from_info(NoWorkerError("down").to_info(), 503)) is NoWorkerError

@@ -10,7 +10,7 @@ import pytest
 from serve.engine.batching import GenerationEngine
 from serve.engine.decoding import IncrementalDetokenizer, StopStrings
 from serve.errors import ContextLengthError
-from serve.protocol import SamplingParams
+from serve.schemas import SamplingParams
 
 PROMPTS = [
     "Hello! How can I help you today?",
@@ -71,6 +71,7 @@ def test_batched_greedy_equals_unbatched_greedy_when_requests_join_mid_decode(en
     lengths = [12, 30, 7, 25, 18, 40]  # sequences leave at different steps; 6 > batch size 4
     params = [SamplingParams(temperature=0, max_tokens=n) for n in lengths]
     alone = [generate(engine, tokenizer, p, s) for p, s in zip(PROMPTS, params, strict=True)]
+    before = engine.batch_sizes.copy()
     sinks = []
     for prompt, sampling in zip(PROMPTS, params, strict=True):
         sinks.append(Collector())
@@ -80,6 +81,19 @@ def test_batched_greedy_equals_unbatched_greedy_when_requests_join_mid_decode(en
     assert together == alone
     assert [r[2] for r in together] == lengths
     assert all(r[1] == "length" for r in together)
+    assert max(engine.batch_sizes - before) > 1  # they did share decode steps
+
+
+def test_concurrent_requests_are_decoded_together_in_one_batch(engine, tokenizer):
+    before = engine.batch_sizes.copy()
+    sinks = [Collector() for _ in range(engine.max_batch_size)]
+    for prompt, sink in zip(PROMPTS, sinks, strict=False):
+        params = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
+        engine.submit(tokenizer(prompt)["input_ids"], params, sink)
+    assert [sink.result()[2] for sink in sinks] == [24] * len(sinks)
+    steps = engine.batch_sizes - before  # decode steps by how many sequences they decoded
+    assert steps[engine.max_batch_size] > 0
+    assert sum(size * count for size, count in steps.items()) == len(sinks) * 23  # 1st: prefill
 
 
 def test_same_seed_gives_same_sample_and_other_seed_differs(engine, tokenizer):
@@ -123,9 +137,11 @@ def test_cancel_frees_the_slot_before_the_next_step(engine, tokenizer):
     deadline = time.monotonic() + 10
     while not sink.outputs and time.monotonic() < deadline:
         time.sleep(0.001)
+    aborted = engine.aborted
     engine.cancel(seq)
     _text, reason, count = sink.result(10)
     assert reason == "abort" and count < 100
+    assert engine.aborted == aborted + 1
     deadline = time.monotonic() + 5
     while engine.running and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -1,7 +1,7 @@
 """Async client for the controller + worker path, shared by the API server, web demo and chat CLI.
 
 A request asks the controller for a worker address, then streams NDJSON
-:class:`~serve.protocol.GenerateChunk` lines from that worker. A worker that refuses the
+:class:`~serve.cluster.protocol.GenerateChunk` lines from that worker. A worker that refuses the
 connection is reported to the controller (which drops it at once) and the request is retried on
 another worker, so a dead worker costs one fast round trip, not a timeout. Closing a stream early
 closes the HTTP response, which makes the worker cancel the sequence and free its slot.
@@ -17,15 +17,15 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from serve.errors import NoWorkerError, ServeError, WorkerFailedError, error_from_status
-from serve.protocol import (
-    ErrorResponse,
+from serve.cluster.protocol import (
     GenerateChunk,
     GenerateRequest,
     ListModelsResponse,
-    SamplingParams,
     WorkerAddressResponse,
 )
+from serve.config import DEFAULT_TEMPERATURE
+from serve.errors import NoWorkerError, ServeError, WorkerFailedError
+from serve.schemas import ErrorResponse, SamplingParams
 
 CONNECT_ATTEMPTS = 3  # workers tried per request when connections are refused
 
@@ -40,7 +40,7 @@ def _raise_for_error_body(response: httpx.Response, body: bytes, who: str) -> No
             f"{who} answered HTTP {response.status_code}: {body[:200].decode(errors='replace')}",
             status_code=502,
         ) from None
-    raise error_from_status(response.status_code, info.message, info.code, info.param)
+    raise ServeError.from_info(info, response.status_code)
 
 
 class ServeClient:
@@ -136,11 +136,7 @@ class ServeClient:
                 if not line:
                     continue
                 chunk = GenerateChunk.model_validate(json.loads(line))
-                if chunk.error is not None:
-                    info = chunk.error
-                    raise error_from_status(
-                        chunk.error_status or 500, info.message, info.code, info.param
-                    )
+                chunk.raise_if_failed()
                 yield chunk
                 if chunk.finish_reason is not None:
                     return
@@ -157,7 +153,7 @@ class ServeClient:
         model: str,
         messages: list[dict[str, str]],
         *,
-        temperature: float = 0.7,
+        temperature: float = DEFAULT_TEMPERATURE,
         top_p: float = 1.0,
         max_tokens: int = 256,
         stop: list[str] | None = None,

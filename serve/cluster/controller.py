@@ -11,18 +11,14 @@ dispatched since its last heartbeat), or a capacity-weighted lottery.
 from __future__ import annotations
 
 import random
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 
-from serve.config import DISPATCH_METHODS, ControllerConfig
-from serve.error_handlers import install_error_handlers
-from serve.errors import AuthenticationError, ModelNotFoundError, NoWorkerError
-from serve.protocol import (
+from serve.auth import require_bearer
+from serve.cluster.protocol import (
     ControllerStatus,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -34,6 +30,9 @@ from serve.protocol import (
     WorkerAddressResponse,
     WorkerState,
 )
+from serve.config import DISPATCH_METHODS, ControllerConfig
+from serve.error_handlers import install_error_handlers
+from serve.errors import ModelNotFoundError, NoWorkerError
 
 
 @dataclass
@@ -137,18 +136,13 @@ class Controller:
             del self.workers[address]
 
 
-Auth = Annotated[str | None, Header()]
+def _worker_secrets(request: Request) -> list[str]:
+    secret = request.app.state.worker_secret
+    return [secret] if secret else []
 
 
-def _check_secret(request: Request, authorization: str | None) -> None:
-    expected = request.app.state.worker_secret
-    if expected is None:
-        return
-    if not authorization:
-        raise AuthenticationError("worker secret required: send 'Authorization: Bearer SECRET'")
-    given = authorization.removeprefix("Bearer ").strip()
-    if not secrets.compare_digest(given.encode(), expected.encode()):
-        raise AuthenticationError("wrong worker secret", status_code=403, code="forbidden")
+# Registration and heartbeats need --worker-secret (when set); dispatch and status stay open.
+require_worker_secret = require_bearer(_worker_secrets, credential="worker secret")
 
 
 def create_app(config: ControllerConfig, *, controller: Controller | None = None) -> FastAPI:
@@ -160,18 +154,14 @@ def create_app(config: ControllerConfig, *, controller: Controller | None = None
     app.state.worker_secret = config.worker_secret
     install_error_handlers(app)
 
-    @app.post("/register_worker")
+    @app.post("/register_worker", dependencies=[Depends(require_worker_secret)])
     async def register_worker(
-        req: RegisterWorkerRequest, request: Request, authorization: Auth = None
+        req: RegisterWorkerRequest, request: Request
     ) -> RegisterWorkerResponse:
-        _check_secret(request, authorization)
         return request.app.state.controller.register(req)
 
-    @app.post("/heartbeat")
-    async def heartbeat(
-        req: HeartbeatRequest, request: Request, authorization: Auth = None
-    ) -> HeartbeatResponse:
-        _check_secret(request, authorization)
+    @app.post("/heartbeat", dependencies=[Depends(require_worker_secret)])
+    async def heartbeat(req: HeartbeatRequest, request: Request) -> HeartbeatResponse:
         return request.app.state.controller.heartbeat(req)
 
     @app.post("/list_models")

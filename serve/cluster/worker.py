@@ -1,10 +1,11 @@
 """The model worker: one model behind a batching engine, streaming NDJSON to its callers.
 
-``POST /worker_generate_stream`` takes a :class:`~serve.protocol.GenerateRequest` and answers
-one :class:`~serve.protocol.GenerateChunk` per line. Prompt errors (bad conversation shape, a
-prompt longer than the context) are answered before streaming starts, as 400 in OpenAI's error
-shape. If the caller disconnects, the stream's ``finally`` cancels the sequence so its batch slot
-is freed at the next step. A background task registers with the controller and heartbeats.
+``POST /worker_generate_stream`` takes a :class:`~serve.cluster.protocol.GenerateRequest` and
+answers one :class:`~serve.cluster.protocol.GenerateChunk` per line. Prompt errors (bad
+conversation shape, a prompt longer than the context) are answered before streaming starts, as
+400 in OpenAI's error shape. If the caller disconnects, the stream's ``finally`` cancels the
+sequence so its batch slot is freed at the next step (counted in ``/worker_status`` as
+``aborted``). A background task registers with the controller and heartbeats.
 """
 
 from __future__ import annotations
@@ -14,18 +15,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
-from serve.config import WorkerConfig
-from serve.engine.prompting import PromptBuilder, without_reply_lead
-from serve.error_handlers import install_error_handlers
-from serve.errors import ContextLengthError
-from serve.protocol import (
-    ErrorInfo,
+from serve.cluster.protocol import (
     GenerateChunk,
     GenerateRequest,
     HeartbeatRequest,
@@ -34,21 +31,27 @@ from serve.protocol import (
     RegisterWorkerResponse,
     WorkerStatus,
 )
+from serve.config import WorkerConfig
+from serve.engine.backends import load_engine
+from serve.engine.base import Engine, EngineOutput
+from serve.engine.prompting import PromptBuilder, without_reply_lead
+from serve.error_handlers import install_error_handlers
+from serve.errors import ContextLengthError, ServeError
+from serve.schemas import SamplingParams
 
 log = logging.getLogger(__name__)
 
 
 class Prepared(NamedTuple):
     ids: list[int]
-    params: Any
+    params: SamplingParams
     lead: str  # template text the model emits before the reply, stripped from the output
 
 
 class WorkerService:
-    """Turns generate requests into engine streams. ``engine`` needs ``generate``/``running``/
-    ``waiting``/``max_batch_size``/``max_new_tokens`` (the HF engine or the vLLM adapter)."""
+    """Turns generate requests into engine streams (the HF engine or the vLLM adapter)."""
 
-    def __init__(self, engine: Any, prompts: PromptBuilder, model_names: list[str]) -> None:
+    def __init__(self, engine: Engine, prompts: PromptBuilder, model_names: list[str]) -> None:
         self.engine = engine
         self.prompts = prompts
         self.model_names = model_names
@@ -66,20 +69,21 @@ class WorkerService:
             queue_length=running + waiting,
             running=running,
             waiting=waiting,
+            aborted=self.engine.aborted,
         )
 
     def prepare(self, request: GenerateRequest) -> Prepared:
         """Prompt ids, params and reply lead; raises 400-class errors before streaming starts."""
-        ids = self.prompts.prompt_ids(request)
+        ids = self.prompts.prompt_ids(request.source)
         params = self.prompts.with_template_stops(request.params)
         try:
             self.engine.max_new_tokens(len(ids), params.max_tokens)
         except ContextLengthError as exc:
             exc.param = "messages" if request.messages is not None else "prompt"
             raise
-        return Prepared(ids, params, self.prompts.reply_lead(request))
+        return Prepared(ids, params, self.prompts.reply_lead(request.source))
 
-    def generate(self, prepared: Prepared) -> AsyncIterator[Any]:
+    def generate(self, prepared: Prepared) -> AsyncIterator[EngineOutput]:
         """Engine outputs for a prepared request (closing it early cancels the sequence)."""
         outputs = self.engine.generate(prepared.ids, prepared.params)
         return without_reply_lead(outputs, prepared.lead)
@@ -92,26 +96,30 @@ class WorkerService:
                 yield line
         except Exception as exc:
             log.exception("request failed")
-            info = ErrorInfo(message=f"generation failed: {exc}", type="server_error")
-            chunk = GenerateChunk(error=info, error_status=500)
+            chunk = GenerateChunk.failure(ServeError(f"generation failed: {exc}"))
             yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
 
     async def _stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
         stream = self.generate(prepared)
         async with contextlib.aclosing(stream):
             async for out in stream:
-                chunk = GenerateChunk(
-                    text=out.text,
-                    prompt_tokens=out.prompt_tokens,
-                    completion_tokens=out.completion_tokens,
-                )
                 if out.finish_reason == "error":
-                    message = out.error or "generation failed"
-                    chunk.error = ErrorInfo(message=message, type="server_error")
-                    chunk.error_status = 500
+                    chunk = GenerateChunk.failure(ServeError(out.error or "generation failed"))
                 else:
-                    chunk.finish_reason = out.finish_reason
+                    chunk = GenerateChunk(
+                        text=out.text,
+                        finish_reason=out.finish_reason,
+                        prompt_tokens=out.prompt_tokens,
+                        completion_tokens=out.completion_tokens,
+                    )
                 yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
+
+
+def build_service(config: WorkerConfig) -> WorkerService:
+    """The service of one worker process: the engine for ``config.model``, named for clients."""
+    engine, prompts = load_engine(config)
+    name = config.model_name or Path(config.model).resolve().name
+    return WorkerService(engine, prompts, [name])
 
 
 async def _register(http: httpx.AsyncClient, config: WorkerConfig, service: WorkerService) -> float:

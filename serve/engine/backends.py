@@ -1,8 +1,7 @@
 """Build a worker's engine from a model directory: the batching HF engine, or vLLM on a GPU.
 
-Both engines offer the same small surface the worker uses: ``generate(prompt_ids, params)`` as
-an async iterator of :class:`~serve.engine.batching.EngineOutput`, ``max_new_tokens``, ``running``,
-``waiting``, ``max_batch_size`` and ``context_length``.
+Both satisfy :class:`~serve.engine.base.Engine`; the worker (:mod:`serve.cluster.worker`) wraps
+the engine and its :class:`~serve.engine.prompting.PromptBuilder` in a service.
 """
 
 from __future__ import annotations
@@ -10,19 +9,19 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from fastchat_lite.errors import FastChatLiteError, MissingExtraError
 from fastchat_lite.jinja_export import template_for_tokenizer
 from fastchat_lite.model_loading import check_model_dir, load_model, load_tokenizer
-from serve.cluster.worker import WorkerConfig, WorkerService
-from serve.engine.batching import EngineOutput, GenerationEngine
+from serve.config import WorkerConfig
+from serve.engine.base import Engine, EngineOutput
+from serve.engine.batching import GenerationEngine
 from serve.engine.prompting import PromptBuilder
-from serve.protocol import SamplingParams
+from serve.schemas import WORKER_FINISH_REASONS, SamplingParams
 
 
-def build_service(config: WorkerConfig) -> WorkerService:
+def load_engine(config: WorkerConfig) -> tuple[Engine, PromptBuilder]:
     """Load tokenizer + model, pick the template, start the engine."""
     import torch
 
@@ -34,13 +33,12 @@ def build_service(config: WorkerConfig) -> WorkerService:
         raise FastChatLiteError("--device cuda was given but no CUDA GPU is visible; use cpu")
     tokenizer = load_tokenizer(config.model)
     prompts = PromptBuilder(tokenizer, template_for_tokenizer(tokenizer, config.template))
-    name = config.model_name or Path(config.model).resolve().name
     if config.backend == "vllm":
         from transformers import AutoConfig
 
         model_config = AutoConfig.from_pretrained(config.model)
         context = config.context_length or _context_length(model_config, tokenizer)
-        engine: Any = VllmEngine(config, prompts.stop_ids, context)
+        engine: Engine = VllmEngine(config, prompts.stop_ids, context)
     else:
         model = load_model(config.model, dtype=config.dtype, device=config.device).eval()
         context = config.context_length or _context_length(model.config, tokenizer)
@@ -51,7 +49,7 @@ def build_service(config: WorkerConfig) -> WorkerService:
             stop_token_ids=prompts.stop_ids,
             max_batch_size=config.max_batch_size,
         ).start()
-    return WorkerService(engine, prompts, [name])
+    return engine, prompts
 
 
 def _context_length(model_config: Any, tokenizer: Any) -> int:
@@ -84,10 +82,17 @@ class VllmEngine:
         self.stop_ids = stop_ids
         self.max_batch_size = config.max_batch_size
         self.context_length = context_length
-        self.running = self.waiting = 0
+        self.running = self.waiting = self.aborted = 0
 
     def max_new_tokens(self, prompt_len: int, requested: int | None) -> int:
         return GenerationEngine.max_new_tokens(self, prompt_len, requested)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        # vLLM renamed this across versions (V0 AsyncLLMEngine vs V1 AsyncLLM).
+        for name in ("shutdown", "shutdown_background_loop"):
+            if callable(stop := getattr(self.engine, name, None)):
+                stop()
+                return
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams
@@ -108,13 +113,16 @@ class VllmEngine:
             seed=params.seed,
             ignore_eos=params.ignore_eos,
         )
-        sent, self.running = 0, self.running + 1
+        sent, finished, self.running = 0, False, self.running + 1
         try:
             prompt = {"prompt_token_ids": prompt_ids}
             async for result in self.engine.generate(prompt, vparams, random_uuid()):
                 out = result.outputs[0]
-                finish = out.finish_reason if out.finish_reason in ("stop", "length") else None
+                finish = out.finish_reason if out.finish_reason in WORKER_FINISH_REASONS else None
+                finished = finish is not None
                 yield EngineOutput(out.text[sent:], len(prompt_ids), len(out.token_ids), finish)
                 sent = len(out.text)
         finally:
             self.running -= 1
+            if not finished:
+                self.aborted += 1

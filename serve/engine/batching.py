@@ -18,29 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from serve.engine.base import EngineFinishReason, EngineOutput
 from serve.engine.decoding import IncrementalDetokenizer, StopStrings, apply_penalties, sample_token
 from serve.errors import ContextLengthError
-from serve.protocol import SamplingParams
+from serve.schemas import SamplingParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EngineOutput:
-    """What one step produced for one sequence; the last output has ``finish_reason`` set."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str | None = None  # "stop" | "length" | "abort" | "error"
-    error: str | None = None
 
 
 class Sequence:
@@ -79,7 +68,9 @@ class Sequence:
             and not (p.presence_penalty or p.frequency_penalty)
         )
 
-    def emit(self, text: str, finish_reason: str | None = None, error: str | None = None) -> None:
+    def emit(
+        self, text: str, finish_reason: EngineFinishReason | None = None, error: str | None = None
+    ) -> None:
         if finish_reason:
             self.finished = True
         if text or finish_reason:
@@ -110,7 +101,11 @@ class Sequence:
 
 
 class GenerationEngine:
-    """Batched generation over an injected ``model`` (HF causal LM API) and ``tokenizer``."""
+    """Batched generation over an injected ``model`` (HF causal LM API) and ``tokenizer``.
+
+    Satisfies :class:`~serve.engine.base.Engine`. ``batch_sizes`` counts decode steps by how many
+    sequences they decoded together, ``aborted`` the sequences cancelled before finishing.
+    """
 
     def __init__(
         self,
@@ -133,6 +128,8 @@ class GenerationEngine:
         self._cache: Any = None
         self._mask: torch.Tensor | None = None  # [batch, cached length], 0 = padding
         self._stopping = False
+        self._aborted = 0
+        self.batch_sizes: Counter[int] = Counter()  # decode steps run with this many sequences
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
 
     # ------------------------------------------------------------------ public API
@@ -155,6 +152,10 @@ class GenerationEngine:
     @property
     def waiting(self) -> int:
         return len(self._waiting)
+
+    @property
+    def aborted(self) -> int:
+        return self._aborted
 
     def max_new_tokens(self, prompt_len: int, requested: int | None) -> int:
         """Tokens this prompt may generate; raises :class:`ContextLengthError` if it cannot fit."""
@@ -241,14 +242,18 @@ class GenerationEngine:
                         seq.emit("", "error", error=f"generation failed: {exc}")
                 self._batch, self._cache, self._mask = [], None, None
         for seq in [*self._batch, *self._waiting]:
-            seq.emit("", "abort")
+            self._abort(seq)
+
+    def _abort(self, seq: Sequence) -> None:
+        self._aborted += 1
+        seq.emit("", "abort")
 
     def _take_waiting(self) -> list[Sequence]:
         admitted = []
         while self._waiting and len(self._batch) + len(admitted) < self.max_batch_size:
             seq = self._waiting.popleft()
             if seq.cancelled:
-                seq.emit("", "abort")
+                self._abort(seq)
             else:
                 admitted.append(seq)
         return admitted
@@ -286,6 +291,7 @@ class GenerationEngine:
 
     def _decode_step(self) -> None:
         batch = self._batch
+        self.batch_sizes[len(batch)] += 1
         ids = torch.tensor([[s.output_ids[-1]] for s in batch], device=self.device)
         positions = torch.tensor([[s.num_cached] for s in batch], device=self.device)
         mask = torch.cat([self._mask, self._mask.new_ones(len(batch), 1)], dim=1)
@@ -309,7 +315,7 @@ class GenerationEngine:
         """Remove finished/cancelled rows from the batch cache and trim shared left padding."""
         for seq in self._batch:
             if seq.cancelled and not seq.finished:
-                seq.emit("", "abort")
+                self._abort(seq)
         keep = [i for i, s in enumerate(self._batch) if not s.finished]
         if len(keep) == len(self._batch):
             return

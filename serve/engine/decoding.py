@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from serve.protocol import SamplingParams
+from serve.schemas import SamplingParams
 
 DETOKENIZE_CONTEXT = 5  # prompt tokens decoded with the first output token (leading spaces)
 

@@ -17,12 +17,16 @@ from typing import Any
 from fastchat_lite import stop_token_ids, tokenize_prompt
 from fastchat_lite.errors import ConversationError
 from fastchat_lite.templates import get_template
+from serve.engine.base import EngineOutput
 from serve.errors import InvalidRequestError
-from serve.protocol import GenerateRequest, SamplingParams
+from serve.schemas import ChatMessage, SamplingParams
 
 
 class PromptBuilder:
-    """Tokenizes requests for one model; ``template=None`` means the tokenizer's Jinja."""
+    """Tokenizes requests for one model; ``template=None`` means the tokenizer's Jinja.
+
+    A request's ``source`` is either a raw prompt (``str``, tokenized as is) or chat messages
+    (templated)."""
 
     def __init__(self, tokenizer: Any, template: str | None) -> None:
         self.tokenizer = tokenizer
@@ -35,10 +39,10 @@ class PromptBuilder:
             self.stop_ids = [eos] if eos is not None else []
             self.stop_strings = []
 
-    def prompt_ids(self, request: GenerateRequest) -> list[int]:
-        if request.prompt is not None:
-            return list(self.tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
-        messages = [m.as_dict() for m in request.messages or []]
+    def prompt_ids(self, source: str | list[ChatMessage]) -> list[int]:
+        if isinstance(source, str):
+            return list(self.tokenizer(source, add_special_tokens=True)["input_ids"])
+        messages = [m.as_dict() for m in source]
         try:
             if self.template is not None:
                 return tokenize_prompt(messages, self.tokenizer, self.template)
@@ -58,9 +62,9 @@ class PromptBuilder:
             ids = ids["input_ids"]
         return list(ids)
 
-    def reply_lead(self, request: GenerateRequest) -> str:
+    def reply_lead(self, source: str | list[ChatMessage]) -> str:
         """Leading text to drop from a chat reply (raw completions are returned verbatim)."""
-        if request.prompt is not None or self.template is None:
+        if isinstance(source, str) or self.template is None:
             return ""
         return get_template(self.template).reply_lead
 
@@ -71,7 +75,9 @@ class PromptBuilder:
         return params.model_copy(update={"stop": [*params.stop, *extra]})
 
 
-async def without_reply_lead(outputs: AsyncIterator[Any], lead: str) -> AsyncIterator[Any]:
+async def without_reply_lead(
+    outputs: AsyncIterator[EngineOutput], lead: str
+) -> AsyncIterator[EngineOutput]:
     """Engine outputs with ``lead`` removed from the start of the reply text."""
     async with contextlib.aclosing(outputs):
         pending = bool(lead)

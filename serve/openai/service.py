@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from serve.cluster.client import ServeClient
+from serve.cluster.protocol import GenerateChunk, GenerateRequest
 from serve.errors import ServeError, WorkerFailedError
 from serve.openai.metrics import ApiMetrics
-from serve.protocol import (
+from serve.openai.schemas import (
     ChatChunkChoice,
     ChatCompletionChoice,
     ChatCompletionChunk,
@@ -27,16 +28,12 @@ from serve.protocol import (
     CompletionRequest,
     CompletionResponse,
     DeltaMessage,
-    ErrorInfo,
-    ErrorResponse,
-    GenerateChunk,
-    GenerateRequest,
     ModelCard,
     ModelList,
     ResponseMessage,
     UsageInfo,
-    new_id,
 )
+from serve.schemas import ErrorResponse, FinishReason, new_id
 
 DONE = "data: [DONE]\n\n"
 
@@ -47,7 +44,7 @@ class Job:
     prompt_index: int  # which prompt (usage counts each prompt once)
     request: GenerateRequest
     text: list[str] = field(default_factory=list)
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -108,7 +105,7 @@ class OpenAIService:
     async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
         rid, created = new_id("chatcmpl"), int(time.time())
 
-        def chunk(index: int, delta: DeltaMessage, finish: str | None = None) -> str:
+        def chunk(index: int, delta: DeltaMessage, finish: FinishReason | None = None) -> str:
             choice = ChatChunkChoice(index=index, delta=delta, finish_reason=finish)
             body = ChatCompletionChunk(id=rid, created=created, model=req.model, choices=[choice])
             return sse(body.model_dump_json(exclude_none=True))
@@ -271,8 +268,7 @@ class OpenAIService:
             if usage is not None:
                 yield usage(jobs)
         except ServeError as exc:
-            info = ErrorInfo(message=exc.message, type=exc.error_type, code=exc.code)
-            yield sse(ErrorResponse(error=info).model_dump_json())
+            yield sse(ErrorResponse(error=exc.to_info()).model_dump_json())
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,0 +1,63 @@
+"""What a worker needs from an engine: :class:`Engine`, and the :class:`EngineOutput` it streams.
+
+Two engines satisfy it: :class:`~serve.engine.batching.GenerationEngine` (Hugging Face model,
+our continuous batching) and :class:`~serve.engine.backends.VllmEngine` (GPU, vLLM's batching).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from serve.schemas import SamplingParams, WorkerFinishReason
+
+# "error": the engine failed the sequence; ``EngineOutput.error`` says why.
+EngineFinishReason = Literal[WorkerFinishReason, "error"]
+
+
+@dataclass
+class EngineOutput:
+    """What one step produced for one sequence; the last output has ``finish_reason`` set."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: EngineFinishReason | None = None
+    error: str | None = None
+
+
+class Engine(Protocol):
+    """Generates sequences for prompt token ids, batching concurrent requests."""
+
+    context_length: int
+    max_batch_size: int
+
+    @property
+    def running(self) -> int:
+        """Sequences being decoded now."""
+        ...
+
+    @property
+    def waiting(self) -> int:
+        """Sequences queued for a batch slot."""
+        ...
+
+    @property
+    def aborted(self) -> int:
+        """Sequences cancelled before they finished (caller gone, shutdown), since start."""
+        ...
+
+    def max_new_tokens(self, prompt_len: int, requested: int | None) -> int:
+        """Tokens a prompt may generate; raises ``ContextLengthError`` when it cannot fit."""
+        ...
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams
+    ) -> AsyncIterator[EngineOutput]:
+        """Outputs of one sequence; closing the iterator early cancels it."""
+        ...
+
+    def close(self) -> None:
+        """Stop generating and release the model."""
+        ...
