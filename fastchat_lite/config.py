@@ -127,6 +127,13 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         groups[option.section].add_argument(option.flag, **kwargs)
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config YAML`` plus one flag per option of ``cls``: what every command that reads a
+    config dataclass offers (pass ``args.config`` to :func:`build_config`)."""
+    parser.add_argument("--config", metavar="YAML", help="options from a YAML file (flags win)")
+    add_dataclass_arguments(parser, cls)
+
+
 def config_from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
     """``cls`` from option name -> value (the flat namespace of flags and YAML keys)."""
     options = _options(cls)

@@ -11,7 +11,7 @@ import argparse
 import logging
 from typing import Any
 
-from fastchat_lite.config import add_dataclass_arguments, build_config
+from fastchat_lite.config import add_config_arguments, build_config
 from fastchat_lite.errors import FastChatLiteError
 from serve.config import ApiConfig, ControllerConfig, LocalConfig, WorkerConfig
 
@@ -74,12 +74,6 @@ def run_local(args: argparse.Namespace) -> int:
     from serve.local import run_local as launch
 
     return launch(build_config(LocalConfig, args, args.config))
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """``--config YAML`` plus one flag per option of ``config_cls``."""
-    parser.add_argument("--config", metavar="YAML", help="options from a YAML file (flags win)")
-    add_dataclass_arguments(parser, config_cls)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

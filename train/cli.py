@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from fastchat_lite.config import add_dataclass_arguments, build_config
+from fastchat_lite.config import add_config_arguments, build_config
 
 EXAMPLE = """examples:
   fastchat-lite train --config fastchat_lite/configs/tiny_cpu.yaml
@@ -30,11 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of TrainConfig options")
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (logs still written)"
     )
-    add_dataclass_arguments(parser, TrainConfig)
+    add_config_arguments(parser, TrainConfig)
     parser.set_defaults(run=run)
 
 

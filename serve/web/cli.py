@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from fastchat_lite.config import build_config
-from serve.cli import add_config_arguments
+from fastchat_lite.config import add_config_arguments, build_config
 from serve.config import DEFAULT_CONTROLLER_URL, DEFAULT_WEB_PORT, WebConfig
 
 
