@@ -1,1 +1,7 @@
-"""data_prep stage of fastchat-lite."""
+"""data_prep: raw dumps -> clean, split, converted training files (ShareGPT JSONL).
+
+Rooms: ``html/`` ChatGPT-UI HTML -> markdown; ``clean`` the dump pipeline (filter, dedupe);
+``normalize`` / ``filters`` record checks; ``drops`` drop reasons, counts and the report;
+``split`` dialogs to a token budget; ``convert`` Alpaca / BELLE / OpenAI files; ``stats``;
+``cli`` the ``fastchat-lite data`` commands. Imports only :mod:`fastchat_lite`.
+"""

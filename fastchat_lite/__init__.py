@@ -1,4 +1,10 @@
-"""fastchat-lite core: templates, tokenize + loss mask, model loading, configs.
+"""fastchat-lite core: what every stage imports (data_prep, train and serve import only this).
+
+Rooms: ``messages`` / ``templates`` (+ DEFAULT_TEMPLATE) / ``jinja_export`` conversation formats;
+``masking`` tokenize + loss mask; ``model_loading`` / ``tiny`` models; ``config`` dataclass
+configs as flags and YAML; ``io`` atomic files and record readers; ``processes`` child
+processes; ``errors``; ``cli`` the ``fastchat-lite`` command table. ``quickstart/`` is the
+recipe that runs the stage commands end to end; nothing in the core imports it.
 
 Importing this package is cheap: nothing here imports torch or transformers at import time.
 """
