@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baseline_env import baseline_env, ensure_fschat_venv
-from serve.local import free_port
+from fastchat_lite.processes import cli_argv, free_port, listed_models, spawn, stop, wait_until
+from fastchat_lite.templates import DEFAULT_TEMPLATE
+
+Stack = dict[str, subprocess.Popen[bytes]]  # log name (``<name>.log`` in the workdir) -> process
 
 MODEL_NAME = "toymodel"  # a basename that picks no special FastChat adapter
 PROMPTS = [
@@ -79,87 +81,66 @@ def build_model(python: Path, workdir: Path) -> Path:
     return out
 
 
-def spawn(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-    handle = log.open("w")
-    return subprocess.Popen(
-        argv, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+def start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A server in its own process group (so :func:`stop_all` reaches its children too)."""
+    with log.open("wb") as handle:
+        return spawn(argv, env=env, cwd=cwd, log=handle, own_group=True)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    # grace=0: FastChat's TERM waits for in-flight requests, so the groups are killed at once.
+    stop(procs, grace=0, group=True)
+
+
+def wait_models(stack: Stack, api: str, workdir: Path, timeout: float = 180) -> None:
+    """Until ``api`` lists a model; fails early, with the log's tail, if a server exits."""
+
+    def describe_exit(name: str, code: int) -> str:
+        tail = (workdir / f"{name}.log").read_text(errors="replace").splitlines()[-20:]
+        return f"{name} exited with code {code}; end of {workdir / name}.log:\n" + "\n".join(tail)
+
+    wait_until(
+        lambda: listed_models(f"{api}/v1"), stack, api, timeout=timeout, describe_exit=describe_exit
     )
 
 
-def stop_all(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:  # TERM waits for in-flight requests in FastChat: kill the groups
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def wait_models(base: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/v1/models", timeout=2).json()["data"]:
-                return
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{base} did not list a model in {timeout} s")
-
-
-def start_ours(model: Path, workdir: Path) -> tuple[list[subprocess.Popen], str, str]:
+def start_ours(model: Path, workdir: Path) -> tuple[Stack, str, str]:
     cport, wport, aport = free_port(), free_port(), free_port()
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    cli = [sys.executable, "-m", "fastchat_lite.cli", "serve"]
     controller = f"http://127.0.0.1:{cport}"
-    procs = [
-        spawn([*cli, "controller", "--port", str(cport)], env, workdir, workdir / "ours-c.log"),
-        spawn(
-            [
-                *cli,
-                "worker",
-                "--model",
-                str(model),
-                "--template",
-                "vicuna_v1.1",
-                "--controller",
-                controller,
-                "--port",
-                str(wport),
-                "--max-batch-size",
-                "32",
-            ],
-            env,
-            workdir,
-            workdir / "ours-w.log",
-        ),
-        spawn(
-            [*cli, "api", "--controller", controller, "--port", str(aport)],
-            env,
-            workdir,
-            workdir / "ours-a.log",
-        ),
-    ]
-    return procs, f"http://127.0.0.1:{aport}", f"http://127.0.0.1:{wport}"
+    worker = ["serve", "worker", "--model", model, "--template", DEFAULT_TEMPLATE,
+              "--controller", controller, "--port", wport, "--max-batch-size", 32]  # fmt: skip
+    commands = {
+        "ours-c": ["serve", "controller", "--port", cport],
+        "ours-w": worker,
+        "ours-a": ["serve", "api", "--controller", controller, "--port", aport],
+    }
+    stack = {
+        name: start(cli_argv(args), env, workdir, workdir / f"{name}.log")
+        for name, args in commands.items()
+    }
+    return stack, f"http://127.0.0.1:{aport}", f"http://127.0.0.1:{wport}"
 
 
-def start_fastchat(python: Path, model: Path, workdir: Path) -> tuple[list[subprocess.Popen], str]:
+def start_fastchat(python: Path, model: Path, workdir: Path) -> tuple[Stack, str]:
     cport, wport, aport = free_port(), free_port(), free_port()
     env = baseline_env(workdir / "fschat-logs")
     controller = f"http://127.0.0.1:{cport}"
     mod = [str(python), "-m"]
     cwd = model.parent  # plain relative path: the adapter is chosen from the path's words
-    procs = [
-        spawn([*mod, "fastchat.serve.controller", "--port", str(cport)], env, cwd,
-              workdir / "fs-c.log"),
-        spawn(
-            [*mod, "fastchat.serve.model_worker", "--model-path", MODEL_NAME, "--device", "cpu",
-             "--conv-template", "vicuna_v1.1", "--controller-address", controller,
-             "--port", str(wport), "--worker-address", f"http://127.0.0.1:{wport}"],
-            env, cwd, workdir / "fs-w.log",
-        ),
-        spawn([*mod, "fastchat.serve.openai_api_server", "--port", str(aport),
-               "--controller-address", controller], env, cwd, workdir / "fs-a.log"),
-    ]  # fmt: skip
-    return procs, f"http://127.0.0.1:{aport}"
+    # "vicuna_v1.1" is FastChat's own name for its conv template, not ours (our worker gets
+    # DEFAULT_TEMPLATE, the same prompt format: the report checks prompt token counts match).
+    commands = {
+        "fs-c": [*mod, "fastchat.serve.controller", "--port", str(cport)],
+        "fs-w": [*mod, "fastchat.serve.model_worker", "--model-path", MODEL_NAME,
+                 "--device", "cpu", "--conv-template", "vicuna_v1.1",
+                 "--controller-address", controller, "--port", str(wport),
+                 "--worker-address", f"http://127.0.0.1:{wport}"],
+        "fs-a": [*mod, "fastchat.serve.openai_api_server", "--port", str(aport),
+                 "--controller-address", controller],
+    }  # fmt: skip
+    stack = {name: start(cmd, env, cwd, workdir / f"{name}.log") for name, cmd in commands.items()}
+    return stack, f"http://127.0.0.1:{aport}"
 
 
 async def one_request(http: httpx.AsyncClient, base: str, prompt: str, stream: bool) -> dict:
@@ -258,13 +239,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         workdir = Path(tmp)
         model = build_model(python, workdir)
-        procs: list[subprocess.Popen] = []
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             ours, ours_api, ours_worker = start_ours(model, workdir)
+            procs += ours.values()
             theirs, theirs_api = start_fastchat(python, model, workdir)
-            procs = ours + theirs
-            wait_models(ours_api)
-            wait_models(theirs_api)
+            procs += theirs.values()
+            wait_models(ours, ours_api, workdir)
+            wait_models(theirs, theirs_api, workdir)
             report(args, ours_api, ours_worker, theirs_api, workdir)
         finally:
             stop_all(procs)

@@ -9,15 +9,14 @@ questions at temperature 0 in headless Debian chromium, and saves a full-page sc
 
 from __future__ import annotations
 
-import signal
-import subprocess
+import os
 import sys
 import time
 
 import httpx
 from playwright.sync_api import expect, sync_playwright
 
-from serve.local import free_port
+from fastchat_lite.processes import cli_argv, free_port, spawn, stop, wait_until
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -26,16 +25,11 @@ CHROMIUM_ARGS = [
 QUESTIONS = ["Who are you?", "Who created you?"]
 
 
-def wait_for_page(url: str, timeout: float = 150.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"the web demo at {url} did not come up")
+def _page_up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def screenshot(url: str, out: str) -> None:
@@ -63,18 +57,18 @@ def screenshot(url: str, out: str) -> None:
 
 def main(model: str, out: str) -> None:
     api_port, web_port = free_port(), free_port()
-    command = [
-        sys.executable, "-m", "fastchat_lite.cli", "serve", "local", "--model", model,
-        "--model-name", "vicuna", "--port", str(api_port), "--web-port", str(web_port),
-    ]  # fmt: skip
-    stack = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["serve", "local", "--model", model, "--model-name", "vicuna",
+            "--port", api_port, "--web-port", web_port]  # fmt: skip
+    with open(os.devnull, "wb") as devnull:
+        stack = spawn(cli_argv(args), log=devnull, own_group=True)
     try:
         url = f"http://127.0.0.1:{web_port}/"
-        wait_for_page(url)
+        wait_until(
+            lambda: _page_up(url), {"serve local": stack}, f"the web demo at {url}", timeout=150
+        )
         screenshot(url, out)
     finally:
-        stack.send_signal(signal.SIGINT)
-        stack.wait(30)
+        stop([stack], grace=30, group=True)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,8 @@ controller, the worker and the API together, and nothing is left behind.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastchat_lite.quickstart.stages import (
-    QuickstartError,
-    cli_argv,
-    command_env,
-    die_with_parent_hook,
-)
+from fastchat_lite import processes
+from fastchat_lite.quickstart.stages import QuickstartError
+
+STOP_GRACE_S = 15.0  # serve local stops its controller, worker, API and web demo in this time
 
 
 @dataclass
@@ -36,87 +31,46 @@ class Server:
     log_path: Path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listed_models(api_base: str) -> list[str]:
-    import httpx
-
-    try:
-        response = httpx.get(f"{api_base}/models", timeout=2.0)
-        response.raise_for_status()
-        return [entry["id"] for entry in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError, KeyError):
-        return []
-
-
 def _log_tail(path: Path, lines: int = 30) -> str:
     if not path.is_file():
         return ""
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def wait_ready(proc: subprocess.Popen[bytes], api_base: str, log: Path, timeout: float) -> str:
-    """Block until ``GET /v1/models`` lists a model; returns its id."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise QuickstartError(
-                f"serve local exited with code {proc.returncode} before it was ready; "
-                f"last lines of {log}:\n{_log_tail(log)}"
-            )
-        models = _listed_models(api_base)
-        if models:
-            return models[0]
-        time.sleep(0.5)
-    raise QuickstartError(f"serve local was not ready after {timeout:.0f} s; see {log}")
-
-
-def stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """Ask the server's process group to stop (SIGINT, then SIGTERM, then SIGKILL)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-
-
-def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # `kill` of quickstart stops the server like Ctrl-C does
-
-
 @contextlib.contextmanager
 def serving(
     model_dir: Path, model_name: str, ports: tuple[int, int], log_path: Path, timeout: float = 180.0
 ) -> Iterator[Server]:
-    """Start ``serve local`` (API, web ports); stop it and its children on exit or Ctrl-C."""
+    """Start ``serve local`` (API, web ports); stop it and its children on exit, Ctrl-C or
+    SIGTERM. Raises ProcessExitedError (with the log's tail) if it exits before it is ready."""
     port, web_port = ports
-    args = serve_args(model_dir, model_name, ports)
-    api_base = f"http://127.0.0.1:{port}/v1"
+    api_base = f"http://{processes.LOOPBACK}:{port}/v1"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
+
+    def describe_exit(_name: str, code: int) -> str:
+        return (
+            f"serve local exited with code {code} before it was ready; "
+            f"last lines of {log_path}:\n{_log_tail(log_path)}"
+        )
+
+    with processes.sigterm_as_interrupt():
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                cli_argv(args),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=command_env(),
-                start_new_session=True,  # its own group: Ctrl-C here stops it via stop()
-                preexec_fn=die_with_parent_hook(),
-            )
+            argv = processes.cli_argv(serve_args(model_dir, model_name, ports))
+            # Its own process group, so stopping it reaches the controller, worker and API too.
+            proc = processes.spawn(argv, env=processes.offline_env(), log=log, own_group=True)
         try:
-            model = wait_ready(proc, api_base, log_path, timeout)
-            yield Server(proc, api_base, f"http://127.0.0.1:{web_port}/", model, log_path)
+            models = processes.wait_until(
+                lambda: processes.listed_models(api_base),
+                {"serve local": proc},
+                f"serve local (log {log_path})",
+                timeout=timeout,
+                interval=0.5,
+                describe_exit=describe_exit,
+            )
+            web_url = f"http://{processes.LOOPBACK}:{web_port}/"
+            yield Server(proc, api_base, web_url, models[0], log_path)
         finally:
-            stop(proc)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            processes.stop([proc], grace=STOP_GRACE_S, group=True)
 
 
 def serve_args(model_dir: Path, model_name: str, ports: tuple[int, int]) -> list[str]:
@@ -186,22 +140,12 @@ def wait_for_ctrl_c(server: Server, console: Any) -> None:
     raise QuickstartError(f"the server stopped by itself; see {server.log_path}")
 
 
-def _port(requested: int) -> int:
-    """``requested`` if it is free, else any free port (the user is told which)."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", requested))
-            return requested
-        except OSError:
-            return free_port()
-
-
 def serve_and_ask(model_dir: Path, log_path: Path, args: Any, console: Any) -> Any:
     """Serve the model, ask "Who are you?" through the API; returns the judged answer."""
     from fastchat_lite.quickstart.check import judge
 
     question = "Who are you?"
-    ports = (_port(args.port), _port(args.web_port))
+    ports = (processes.port_or_free(args.port), processes.port_or_free(args.web_port))
     model_name = model_name_for(args.name)
     console.rule("[bold cyan]Serve: controller + worker + OpenAI API + web demo", align="left")
     console.print(

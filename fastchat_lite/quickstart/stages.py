@@ -9,23 +9,18 @@ everything downstream, while an unchanged run finishes in seconds. ``--force`` r
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import json
-import os
 import shlex
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastchat_lite.errors import FastChatLiteError
 from fastchat_lite.io import atomic_write, write_json
+from fastchat_lite.processes import cli_argv, offline_env, spawn, stop
 
 
 class QuickstartError(FastChatLiteError):
@@ -50,32 +45,6 @@ class StageResult:
     title: str
     seconds: float
     skipped: bool
-
-
-def cli_argv(args: Sequence[str]) -> list[str]:
-    """The command line that runs ``fastchat-lite ARGS`` with this very Python."""
-    return [sys.executable, "-m", "fastchat_lite", *map(str, args)]
-
-
-def command_env() -> dict[str, str]:
-    """Environment for stage commands: offline, no tokenizer thread pools fighting torch."""
-    env = dict(os.environ)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-def _die_with_parent() -> None:  # in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def die_with_parent_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes a child get SIGTERM if quickstart dies (Linux), so a killed
-    quickstart never leaves a training run or a server behind."""
-    return _die_with_parent if sys.platform.startswith("linux") else None
 
 
 class StageRunner:
@@ -145,12 +114,14 @@ class StageRunner:
         self.console.print(f"[bold]$ {shown}[/]", soft_wrap=True)
         self._record_command(shown)
         # Output goes straight to the terminal so the command's own progress bars show.
-        done = subprocess.run(
-            cli_argv(args), env=command_env(), check=False, preexec_fn=die_with_parent_hook()
-        )
-        if done.returncode != 0:
+        proc = spawn(cli_argv(args), env=offline_env())
+        try:
+            code = proc.wait()
+        finally:
+            stop([proc])  # only does something when Ctrl-C / SIGTERM interrupted the wait
+        if code != 0:
             raise QuickstartError(
-                f"stage '{stage.name}' failed (exit {done.returncode}) running: {shown}\n"
+                f"stage '{stage.name}' failed (exit {code}) running: {shown}\n"
                 "See its output above; fix the cause and re-run quickstart "
                 "(finished stages are reused)."
             )
