@@ -31,6 +31,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.baseline_env import baseline_env, ensure_fschat_venv  # noqa: E402
+from fastchat_lite.processes import cli_argv, spawn  # noqa: E402
+from fastchat_lite.quickstart.sample_html import code_block_html, wrap_reply  # noqa: E402
 
 _VOCABULARY = (
     "the a model data function value list return error user server request file memory "
@@ -40,14 +42,6 @@ _VOCABULARY = (
 )
 WORDS = _VOCABULARY.split()
 LANGS = ["python", "javascript", "bash", "sql", "java", "cpp", "go", "rust", "json", ""]
-WRAPPER = '<div class="markdown prose w-full break-words dark:prose-invert light">'
-SVG = (
-    '<svg stroke="currentColor" fill="none" stroke-width="2" viewBox="0 0 24 24" '
-    'stroke-linecap="round" stroke-linejoin="round" class="h-4 w-4" height="1em" width="1em" '
-    'xmlns="http://www.w3.org/2000/svg"><path d="M16 4h2a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2H6a2 2 '
-    '0 0 1-2-2V6a2 2 0 0 1 2-2h2"></path><rect x="8" y="2" width="8" height="4" rx="1" ry="1">'
-    "</rect></svg>"
-)
 
 
 def _sentence(rng: random.Random, n: int) -> str:
@@ -70,15 +64,7 @@ def _code_block(rng: random.Random) -> str:
             f'</span>): <span class="hljs-keyword">return</span> a &lt; b &amp;&amp; '
             f'<span class="hljs-string">"x_y"</span>'
         )
-    cls = f"!whitespace-pre hljs language-{lang}" if lang else "!whitespace-pre hljs"
-    return (
-        '<pre><div class="bg-black mb-4 rounded-md"><div class="flex items-center relative '
-        'text-gray-200 bg-gray-800 px-4 py-2 text-xs font-sans"><span class="">'
-        f'{lang or "code"}</span><button class="flex ml-auto gap-2">{SVG}Copy code</button>'
-        f'</div><div class="p-4 overflow-y-auto"><code class="{cls}">'
-        + "\n".join(lines)
-        + "</code></div></div></pre>"
-    )
+    return code_block_html("\n".join(lines), lang or None, header=lang or "code")
 
 
 def _reply(rng: random.Random) -> str:
@@ -103,7 +89,7 @@ def _reply(rng: random.Random) -> str:
                 for _ in range(rng.randint(2, 6))
             )
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    return WRAPPER + "".join(parts) + "</div>"
+    return wrap_reply("".join(parts))
 
 
 def generate_dump(path: Path, n: int, seed: int = 0) -> int:
@@ -125,10 +111,10 @@ def generate_dump(path: Path, n: int, seed: int = 0) -> int:
 
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """(wall seconds, peak summed RSS in bytes over the process tree) of one command."""
-    # stderr goes to a file, not a pipe: a full pipe buffer would block the cleaner's tqdm.
+    # Output goes to a file, not a pipe: a full pipe buffer would block the cleaner's tqdm.
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        proc = spawn(cmd, env=env, log=log)
         peak = _poll_peak_rss(proc)
         elapsed = time.perf_counter() - start
         log.seek(0)
@@ -172,19 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 
     fschat_python = ensure_fschat_venv()
     cores = ",".join(str(c) for c in range(args.workers))
-    ours = [
-        sys.executable,
-        "-m",
-        "fastchat_lite.cli",
-        "data",
-        "clean",
-        str(dump),
-        "-o",
-        str(work / "ours.jsonl"),
-        "--workers",
-        str(args.workers),
-        "--quiet",
-    ]
+    ours = cli_argv(
+        ["data", "clean", dump, "-o", work / "ours.jsonl", "--workers", args.workers, "--quiet"]
+    )
     theirs = [
         str(fschat_python),
         "-m",

@@ -1,7 +1,8 @@
 """Builders for realistic ShareGPT records: the HTML the ChatGPT web UI rendered, as dumped.
 
-The markup mirrors what sharegpt.com stored (2023 UI): a ``markdown prose`` wrapper, code
-blocks with a language header, an SVG "Copy code" button and highlight.js spans.
+The UI chrome (the ``markdown prose`` wrapper, the code block's language header, SVG "Copy
+code" button) comes from :mod:`fastchat_lite.quickstart.sample_html`, the one definition the
+quickstart's sample data and the clean benchmark use too; these helpers take raw HTML blocks.
 """
 
 from __future__ import annotations
@@ -10,30 +11,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-WRAPPER = '<div class="markdown prose w-full break-words dark:prose-invert light">{}</div>'
-COPY_BUTTON = (
-    '<button class="flex ml-auto gap-2"><svg stroke="currentColor" fill="none" '
-    'stroke-width="2" viewBox="0 0 24 24" class="h-4 w-4" height="1em" width="1em" '
-    'xmlns="http://www.w3.org/2000/svg"><path d="M16 4h2a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2H6">'
-    '</path><rect x="8" y="2" width="8" height="4" rx="1" ry="1"></rect></svg>Copy code</button>'
-)
+from fastchat_lite.quickstart import sample_html
 
 
 def reply(*blocks: str) -> str:
     """A gpt turn as the UI rendered it: blocks inside the ``markdown prose`` wrapper."""
-    return WRAPPER.format("".join(blocks))
+    return sample_html.wrap_reply("".join(blocks))
 
 
 def code_block(code_html: str, lang: str | None = "python", header: str | None = None) -> str:
     """A ``<pre>`` code block; ``lang=None`` leaves the ``language-`` class off the code."""
-    header_text = header if header is not None else (lang or "")
-    cls = "!whitespace-pre hljs" + (f" language-{lang}" if lang else "")
-    return (
-        '<pre><div class="bg-black rounded-md mb-4"><div class="flex items-center relative '
-        'text-gray-200 bg-gray-800 px-4 py-2 text-xs font-sans justify-between rounded-t-md">'
-        f"<span>{header_text}</span>{COPY_BUTTON}</div>"
-        f'<div class="p-4 overflow-y-auto"><code class="{cls}">{code_html}</code></div></div></pre>'
-    )
+    return sample_html.code_block_html(code_html, lang, header)
 
 
 PYTHON_CODE_HTML = (

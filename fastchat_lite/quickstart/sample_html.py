@@ -4,6 +4,10 @@ Only the subset the sample corpus uses: paragraphs, fenced code blocks (with the
 "Copy code" bar and highlight.js spans), bullet and numbered lists, pipe tables, and inline
 ``code``, ``**bold**`` and ``*italic*``. Text is HTML-escaped, so ``<``, ``&`` and quotes come
 out as entities, as they did in real dumps.
+
+The UI's chrome (the ``markdown prose`` wrapper, the code block's language header and "Copy
+code" button) is defined here once: :func:`wrap_reply` and :func:`code_block_html` are also
+what the data tests' fixtures and the clean benchmark build their HTML with.
 """
 
 from __future__ import annotations
@@ -54,17 +58,27 @@ def _highlight(code: str, language: str) -> str:
     return re.sub(rf"\b({words})\b", r'<span class="hljs-keyword">\1</span>', escaped)
 
 
-def code_block(code: str, language: str) -> str:
-    """One code block exactly as the ChatGPT UI wrapped it."""
-    lang = language or "bash"
+def code_block_html(code_html: str, language: str | None, header: str | None = None) -> str:
+    """A code block as the ChatGPT UI wrapped it, around already escaped/highlighted HTML.
+
+    ``header`` is the text of the bar above the code (default: ``language``); ``language=None``
+    leaves the ``language-`` class off the ``<code>``, as some dumps did.
+    """
+    header_text = header if header is not None else (language or "")
+    cls = "!whitespace-pre hljs" + (f" language-{language}" if language else "")
     return (
         '<pre><div class="bg-black rounded-md mb-4"><div class="flex items-center relative '
         'text-gray-200 bg-gray-800 px-4 py-2 text-xs font-sans justify-between rounded-t-md">'
-        f'<span>{lang}</span><button class="flex ml-auto gap-2">{COPY_ICON}Copy code</button>'
-        '</div><div class="p-4 overflow-y-auto">'
-        f'<code class="!whitespace-pre hljs language-{lang}">{_highlight(code, lang)}</code>'
+        f'<span>{header_text}</span><button class="flex ml-auto gap-2">{COPY_ICON}Copy code'
+        f'</button></div><div class="p-4 overflow-y-auto"><code class="{cls}">{code_html}</code>'
         "</div></div></pre>"
     )
+
+
+def code_block(code: str, language: str) -> str:
+    """One code block of plain ``code``: escaped, keywords highlighted (no language: bash)."""
+    lang = language or "bash"
+    return code_block_html(_highlight(code, lang), lang)
 
 
 def _table(lines: list[str]) -> str:
@@ -113,7 +127,13 @@ def _blocks(markdown: str) -> list[str]:
     return blocks
 
 
+def wrap_reply(blocks_html: str, style: int = 0) -> str:
+    """HTML blocks inside the ``markdown prose`` wrapper div of a gpt turn (``style`` picks one
+    of the :data:`WRAPPER_CLASSES` variants seen in dumps)."""
+    wrapper = WRAPPER_CLASSES[style % len(WRAPPER_CLASSES)]
+    return f'<div class="{wrapper}">{blocks_html}</div>'
+
+
 def to_chatgpt_html(markdown: str, style: int = 0) -> str:
     """The gpt turn's ``value`` as a ShareGPT dump stored it."""
-    wrapper = WRAPPER_CLASSES[style % len(WRAPPER_CLASSES)]
-    return f'<div class="{wrapper}">{"".join(_blocks(markdown))}</div>'
+    return wrap_reply("".join(_blocks(markdown)), style)
