@@ -16,26 +16,20 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from fastchat_lite.processes import cli_argv, free_port
+
 pytestmark = pytest.mark.timeout(900)
 NAME, ORG = "Quokka", "Tiny Labs"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _argv(workdir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fastchat_lite", "quickstart", "--workdir", str(workdir),
-            "--name", NAME, "--org", ORG, *extra]  # fmt: skip
+    return cli_argv(["quickstart", "--workdir", workdir, "--name", NAME, "--org", ORG, *extra])
 
 
 def _quickstart(workdir: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -51,7 +45,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     # Developers may point this at an already trained workdir (same --name/--org) to iterate.
     reuse = os.environ.get("FASTCHAT_LITE_QUICKSTART_WORKDIR")
     workdir = Path(reuse) if reuse else tmp_path_factory.mktemp("quickstart")
-    ports = ["--port", str(_free_port()), "--web-port", str(_free_port())]
+    ports = ["--port", str(free_port()), "--web-port", str(free_port())]
     done = _quickstart(workdir, *ports, "--exit-after-answer", timeout=540)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
@@ -120,7 +114,7 @@ def _api_answers(port: int) -> bool:
 @pytest.mark.slow
 def test_ctrl_c_stops_the_served_model_and_every_server_process(first_run):
     workdir, _ = first_run
-    port, web_port = _free_port(), _free_port()
+    port, web_port = free_port(), free_port()
     argv = _argv(workdir, "--port", str(port), "--web-port", str(web_port))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()

@@ -37,25 +37,25 @@ MODEL_SETTINGS: dict[str, Any] = {
     "template": TEMPLATE,
     "seed": 0,
 }
-TRAIN_SETTINGS: dict[str, Any] = {
-    "template": TEMPLATE,
-    "max_length": 512,
-    "num_train_epochs": 2,
-    "per_device_train_batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "learning_rate": 2e-3,
-    "weight_decay": 0.0,
-    "warmup_ratio": 0.05,
-    "lr_scheduler_type": "cosine",
-    "packing": True,
-    "gradient_checkpointing": True,
-    "attn_implementation": "sdpa",
-    "dtype": "fp32",
-    "save_steps": 0,
-    "logging_steps": 5,
-    "seed": 0,
-    "report_to": "none",
+TRAIN_CONFIG = "tiny_cpu.yaml"  # in fastchat_lite/configs/: the one source of the training knobs
+# What the quickstart changes in TRAIN_CONFIG besides the paths (set per workdir), and why.
+TRAIN_OVERRIDES: dict[str, Any] = {
+    "template": TEMPLATE,  # the template the split stage measured lengths with, spelled out
+    "gradient_checkpointing": True,  # to show it working; a model this small is faster without
+    "save_steps": 0,  # a redone stage trains from scratch, so checkpoints would only cost time
 }
+_PATH_KEYS = ("model_name_or_path", "data_path", "output_dir")
+
+
+def train_settings() -> dict[str, Any]:
+    """The shipped ``tiny_cpu.yaml`` without its paths, plus :data:`TRAIN_OVERRIDES`."""
+    from importlib import resources
+
+    import yaml
+
+    text = (resources.files("fastchat_lite") / "configs" / TRAIN_CONFIG).read_text("utf-8")
+    config = {k: v for k, v in yaml.safe_load(text).items() if k not in _PATH_KEYS}
+    return {**config, **TRAIN_OVERRIDES}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +113,7 @@ def _write_raw_data(paths: Paths, name: str, org: str) -> None:
     write_json(paths.raw("identity_name"), identity_records(name, org, only_naming=True))
 
 
-def _prepare_training(paths: Paths) -> None:
+def _prepare_training(paths: Paths, settings: dict[str, Any]) -> None:
     """Write ``train.yaml`` and clear an older output, so a redo never resumes stale weights."""
     import shutil
 
@@ -126,11 +126,12 @@ def _prepare_training(paths: Paths) -> None:
         "model_name_or_path": str(paths.base_model),
         "data_path": data_path,
         "output_dir": str(paths.trained_model),
-        **TRAIN_SETTINGS,
+        **settings,
     }
     shutil.rmtree(paths.trained_model, ignore_errors=True)
     with atomic_write(paths.train_config) as handle:
-        handle.write("# Written by fastchat-lite quickstart; edit and re-run train with it.\n")
+        handle.write(f"# fastchat-lite quickstart wrote this from {TRAIN_CONFIG}.\n")
+        handle.write("# Edit it and re-run train with it.\n")
         yaml.safe_dump(config, handle, sort_keys=False)
 
 
@@ -138,7 +139,8 @@ def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
     from fastchat_lite.quickstart.stages import Stage
 
     model_flags = [f"--{k.replace('_', '-')}={v}" for k, v in MODEL_SETTINGS.items()]
-    max_length = str(TRAIN_SETTINGS["max_length"])
+    train = train_settings()
+    max_length = str(train["max_length"])
     clean = [
         ["data", "clean", paths.raw(d), "-o", paths.clean(d),
          "--report", paths.clean(d).with_suffix(".report.json")]
@@ -167,9 +169,9 @@ def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
         Stage(
             "train", "Train on the CPU (packing + gradient checkpointing)",
             [paths.trained_model / "config.json"],
-            {"train": TRAIN_SETTINGS, "repeats": DATA_REPEATS},
+            {"train": train, "repeats": DATA_REPEATS},
             commands=[["train", "--config", paths.train_config]],
-            action=lambda: _prepare_training(paths),
+            action=lambda: _prepare_training(paths, train),
         ),
     ]  # fmt: skip
 
