@@ -64,7 +64,7 @@ def test_finished_stages_are_skipped_unless_forced(tmp_path: Path, force: bool):
     stages = [_stage(tmp_path, "a", "1", calls), _stage(tmp_path, "b", "2", calls)]
     StageRunner(tmp_path, console).run_all(stages)
     results = StageRunner(tmp_path, console, force=force).run_all(stages)
-    assert calls == ["a", "b", "a", "b"] if force else ["a", "b"]
+    assert calls == (["a", "b", "a", "b"] if force else ["a", "b"])
     assert [r.skipped for r in results] == [not force, not force]
 
 
