@@ -15,11 +15,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import openai
 import pytest
 
 from fastchat_lite.processes import free_port
 
-openai = pytest.importorskip("openai")
 pytestmark = pytest.mark.slow
 
 API_KEY = "test-key"

@@ -269,7 +269,6 @@ def test_the_trainer_accepts_every_flag_the_launch_script_passes(tmp_path: Path)
 
 
 def test_the_server_accepts_every_flag_the_serve_script_passes(tmp_path: Path) -> None:
-    pytest.importorskip("serve.local", reason="serve local is not in this checkout yet")
     from fastchat_lite.config import build_config
     from serve.config import LocalConfig
 

@@ -127,6 +127,7 @@ def test_deepspeed_and_missing_paths_are_clear_errors():
         config.validate()
 
 
+@pytest.mark.skip_ok_in_ci  # skipped only where flash-attn is installed (a GPU machine)
 def test_flash_attention_without_flash_attn_exits_2_with_the_extra_to_install(
     tiny_model_dir, tmp_path, capsys
 ):
@@ -148,10 +149,7 @@ def test_flash_attention_without_flash_attn_exits_2_with_the_extra_to_install(
 def test_fastchat_lite_console_script_has_the_train_command():
     from fastchat_lite.cli import build_parser
 
-    try:
-        parser = build_parser()
-    except ImportError as exc:  # another stage mid-edit must not hide our wiring
-        pytest.skip(f"fastchat_lite CLI does not build right now: {exc}")
+    parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert "--learning-rate" in sub.choices["train"].format_help()
 

@@ -130,7 +130,8 @@ def bot_texts_js() -> str:
 
 
 def test_browser_picks_model_streams_reply_and_clears(web_url: str, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+    from playwright import sync_api  # the [dev] extra
+
     expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
 
     shot = Path(os.environ.get("FASTCHAT_LITE_SCREENSHOT") or tmp_path / "web_demo.png")
