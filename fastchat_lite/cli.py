@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "train.cli",
     "serve": "serve.cli",
     "chat": "serve.chat_cli",
+    "eval": "llm_judge.cli",
     "quickstart": "fastchat_lite.quickstart.cli",
     "template": "fastchat_lite.template_cli",
 }

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("fastchat_lite", "data_prep", "train", "serve")
-STAGES = ("data_prep", "train", "serve")
+PACKAGES = ("fastchat_lite", "data_prep", "train", "serve", "llm_judge")
+STAGES = ("data_prep", "train", "serve", "llm_judge")
 # The CLI table names stage modules as strings; no other core module may reach a stage.
 CORE_ROOMS = {"fastchat_lite.quickstart"}
 
