@@ -105,6 +105,17 @@ def spawn(
     )
 
 
+def exit_reason(returncode: int) -> str:
+    """How a child ended, for a log line: ``exited with code 1`` or ``killed by SIGKILL``."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"killed by {name}"
+
+
 def wait_until(
     probe: Callable[[], T | None],
     children: Mapping[str, subprocess.Popen[Any]],

@@ -19,6 +19,11 @@ DEFAULT_API_PORT = 8000
 DEFAULT_WEB_PORT = 7860
 DEFAULT_TEMPERATURE = 0.7  # what the web demo, terminal chat and ServeClient sample with
 MAX_INPUT_CHARS = 4000  # longest user message the web demo accepts
+# Request bodies: 4 MiB holds a 128k-token context even as JSON-escaped text (6 bytes per CJK
+# character); workers accept twice the API's cap (the API re-encodes what it forwards), the
+# controller's messages are small.
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+CONTROLLER_MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -34,6 +39,10 @@ class ControllerConfig:
     )
     heartbeat_expiry: float = field(
         default=15.0, metadata={"help": "seconds without a heartbeat before a worker is dropped"}
+    )
+    max_body_bytes: int = field(
+        default=CONTROLLER_MAX_BODY_BYTES,
+        metadata={"help": "largest request body accepted (larger: 413)"},
     )
 
 
@@ -65,6 +74,10 @@ class WorkerConfig:
     threads: int | None = field(
         default=None, metadata={"help": "torch CPU threads (default: half the cores)"}
     )
+    max_body_bytes: int = field(
+        default=2 * DEFAULT_MAX_BODY_BYTES,
+        metadata={"help": "largest request body accepted (larger: 413); at least 2x the API's"},
+    )
 
     @property
     def address(self) -> str:
@@ -81,6 +94,10 @@ class ApiConfig:
     )
     worker_timeout: float = field(
         default=120.0, metadata={"help": "seconds to wait for a worker's next chunk"}
+    )
+    max_body_bytes: int = field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        metadata={"help": "largest request body accepted, in bytes (larger: 413)"},
     )
 
 
@@ -118,8 +135,9 @@ class LocalConfig:
 
     The sections' fields are options of ``serve local`` under their own names (``--dtype``,
     ``--api-key``, ``--vote-file``, ...; see :mod:`fastchat_lite.config`), except host, port
-    and controller URL, set from the fields below, and the worker's secret, which is the
-    controller's (one ``--worker-secret`` reaches both).
+    and controller URL, set from the fields below, the worker's secret, which is the
+    controller's (one ``--worker-secret`` reaches both), and the body caps: ``--max-body-bytes``
+    is the API's, the worker gets twice that and the controller keeps its default.
     """
 
     host: str = field(default=LOOPBACK, metadata={"help": "address every server binds"})
@@ -129,10 +147,11 @@ class LocalConfig:
     web_port: int = field(default=DEFAULT_WEB_PORT, metadata={"help": "web demo port"})
     no_web: bool = field(default=False, metadata={"help": "do not start the web demo"})
     controller: ControllerConfig = field(
-        default_factory=ControllerConfig, metadata={"parent_sets": _PLACED}
+        default_factory=ControllerConfig, metadata={"parent_sets": (*_PLACED, "max_body_bytes")}
     )
     worker: WorkerConfig = field(
-        default_factory=WorkerConfig, metadata={"parent_sets": (*_PLACED, "worker_secret")}
+        default_factory=WorkerConfig,
+        metadata={"parent_sets": (*_PLACED, "worker_secret", "max_body_bytes")},
     )
     api: ApiConfig = field(default_factory=ApiConfig, metadata={"parent_sets": _PLACED})
     web: WebConfig = field(default_factory=WebConfig, metadata={"parent_sets": _PLACED})

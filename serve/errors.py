@@ -51,6 +51,8 @@ class ServeError(FastChatLiteError):
             kind = AuthenticationError
         elif info.code == "context_length_exceeded":
             kind = ContextLengthError
+        elif status_code == 413:
+            kind = RequestTooLargeError
         elif 400 <= status_code < 500:
             kind = InvalidRequestError
         else:
@@ -85,6 +87,13 @@ class ContextLengthError(InvalidRequestError):
     """The prompt does not fit the model's context window."""
 
     default_code = "context_length_exceeded"
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is larger than the server accepts (``--max-body-bytes``)."""
+
+    status_code = 413
+    default_code = "request_too_large"
 
 
 class AuthenticationError(ServeError):

@@ -1,15 +1,19 @@
 """The primitives both wire families share: the OpenAI API (:mod:`serve.openai.schemas`) and the
 controller / worker messages (:mod:`serve.cluster.protocol`).
 
-Unknown fields are ignored, as OpenAI does, so newer clients sending extra options still work.
+Unknown fields are ignored, so newer clients sending extra options still work. Every model a
+server parses from a caller derives from :class:`RequestSchema`: its strings must be valid
+Unicode, so a lone surrogate is a 400 naming the field, not a 500 when the text is encoded.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 # torch.Generator takes a 64-bit seed; OpenAI documents seed as an integer without a range.
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -27,6 +31,41 @@ class Schema(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# JSON's "\\ud800" escape (or UTF-8-encoded surrogates, which json.loads lets through) gives a
+# str that cannot be encoded: the worker's tokenizer, the forwarded request and the echoed
+# response would all fail on it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings of a field value: itself, or the items / keys and values of a container."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [item for item in value if isinstance(item, str)]
+    if isinstance(value, dict):
+        return [item for pair in value.items() for item in pair if isinstance(item, str)]
+    return []
+
+
+class RequestSchema(Schema):
+    """Base of every model parsed from a caller (nested parts included): each string field,
+    or string in a list / dict field, must be valid Unicode (no lone UTF-16 surrogate)."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        for text in _strings(value):
+            if not text.isascii() and (match := _SURROGATE.search(text)):
+                raise PydanticCustomError(
+                    "invalid_unicode",
+                    "not valid Unicode: lone surrogate U+{code} at character {index}; "
+                    "send UTF-8 text",
+                    {"code": f"{ord(match.group()):04X}", "index": match.start()},
+                )
+        return value
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
@@ -42,12 +81,12 @@ class ErrorResponse(Schema):
     error: ErrorInfo
 
 
-class TextPart(Schema):
+class TextPart(RequestSchema):
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(Schema):
+class ChatMessage(RequestSchema):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = None
@@ -63,7 +102,7 @@ class ChatMessage(Schema):
         return {"role": role, "content": self.text()}
 
 
-class SamplingParams(Schema):
+class SamplingParams(RequestSchema):
     """What a worker needs to generate one sequence; the API fills it from either endpoint."""
 
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0

@@ -101,7 +101,8 @@ def test_chat_request_ignores_unknown_fields_and_normalises_stop_and_max_tokens(
             "messages": [{"role": "developer", "content": [{"type": "text", "text": "be brief"}]}],
             "stop": "END",
             "max_completion_tokens": 7,
-            "logit_bias": {"1": 2},
+            "store": True,  # an OpenAI option this server has no use for: ignored
+            "some_future_option": {"x": 1},
             "seed": 5,
         }
     )

@@ -46,36 +46,90 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.slow
-def test_serve_local_is_ready_when_the_model_is_listed_and_sigterm_stops_every_child(
-    tiny_model_dir,
-):
-    port = free_port()
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "fastchat_lite.cli", "serve", "local", "--model",
-         str(tiny_model_dir), "--port", str(port), "--no-web"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-    )  # fmt: skip
+class Launcher:
+    """A running `serve local --no-web` and the file its log (stdout and stderr) goes to."""
+
+    def __init__(self, model_dir: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fastchat_lite.cli", "serve", "local", "--model",
+                 str(model_dir), "--port", str(self.port), "--no-web"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.model = model_dir.name  # the served name: the model directory's
+
+    def models(self) -> list[str]:
+        try:
+            return [m["id"] for m in httpx.get(f"{self.url}/models").json()["data"]]
+        except httpx.HTTPError:
+            return []
+
+    def complete(self) -> httpx.Response:
+        body = {"model": self.model, "prompt": "hi", "max_tokens": 3}
+        return httpx.post(f"{self.url}/completions", json=body, timeout=30)
+
+    def child(self, command: str) -> int:
+        """The pid of the `serve COMMAND` child."""
+        for pid in children_of(self.proc.pid):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if [b"serve", command.encode()] == argv[argv.index(b"serve") :][:2]:
+                return pid
+        raise AssertionError(f"no live {command} child")
+
+
+@pytest.fixture(scope="module")
+def launcher(tiny_model_dir, tmp_path_factory):
+    """One `serve local` for the module's tests, in order: ready, survives, stops."""
+    running = Launcher(tiny_model_dir, tmp_path_factory.mktemp("serve-local") / "log.txt")
     try:
-        deadline, models = time.monotonic() + 120, []
-        while not models and time.monotonic() < deadline:
-            assert launcher.poll() is None, "serve local exited early"
-            try:
-                models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert [m["id"] for m in models] == [Path(tiny_model_dir).name]
-        body = {"model": models[0]["id"], "prompt": "hi", "max_tokens": 3}
-        assert httpx.post(f"http://127.0.0.1:{port}/v1/completions", json=body).status_code == 200
-        kids = children_of(launcher.pid)
-        assert len(kids) == 3  # controller, worker, API
-        launcher.send_signal(signal.SIGTERM)
-        assert launcher.wait(20) == 0
-        assert not [k for k in kids if alive(k)]
+        deadline = time.monotonic() + 120
+        while not running.models() and time.monotonic() < deadline:
+            assert running.proc.poll() is None, running.log_path.read_text()
+            time.sleep(0.3)
+        yield running
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
+        if running.proc.poll() is None:
+            os.killpg(running.proc.pid, signal.SIGKILL)
+            running.proc.wait()
+
+
+@pytest.mark.slow
+def test_serve_local_is_ready_when_the_model_is_listed(launcher):
+    assert launcher.models() == [launcher.model]
+    assert launcher.complete().status_code == 200
+    assert len(children_of(launcher.proc.pid)) == 3  # controller, worker, API
+
+
+@pytest.mark.slow
+def test_serve_local_restarts_a_killed_worker_and_answers_503_with_retry_after_meanwhile(
+    launcher,
+):
+    worker = launcher.child("worker")
+    os.kill(worker, signal.SIGKILL)
+    meanwhile = launcher.complete()
+    assert meanwhile.status_code == 503
+    assert meanwhile.json()["error"]["code"] == "no_worker_available"
+    assert int(meanwhile.headers["retry-after"]) > 0
+    deadline = time.monotonic() + 60
+    while launcher.complete().status_code != 200:
+        assert launcher.proc.poll() is None, "serve local stopped instead of restarting"
+        assert time.monotonic() < deadline, "the worker was not restarted"
+        time.sleep(0.3)
+    assert launcher.child("worker") != worker
+    log = launcher.log_path.read_text()
+    assert f"the worker (pid {worker}) killed by SIGKILL; restarting it" in log
+
+
+@pytest.mark.slow
+def test_sigterm_stops_serve_local_and_every_child(launcher):
+    kids = children_of(launcher.proc.pid)
+    assert len(kids) == 3
+    launcher.proc.send_signal(signal.SIGTERM)
+    assert launcher.proc.wait(20) == 0
+    assert not [k for k in kids if alive(k)]
 
 
 def test_chat_keeps_history_and_clear_forgets_it(capsys):
@@ -162,7 +216,10 @@ def test_every_worker_option_works_under_serve_local(monkeypatch):
         threads=2,
     )  # fmt: skip
     config = LocalConfig(
-        host="0.0.0.0", worker=worker, controller=ControllerConfig(worker_secret="-dash")
+        host="0.0.0.0",
+        worker=worker,
+        controller=ControllerConfig(worker_secret="-dash"),
+        api=ApiConfig(max_body_bytes=1000),  # the worker's cap follows the API's
     )
     # the flags of `serve local` express all of it ...
     local_args = build_parser().parse_args(["serve", "local", *config_to_argv(config)])

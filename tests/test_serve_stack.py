@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -94,9 +95,9 @@ class Stack:
         return httpx.get(f"{self.worker_url}/worker_status", timeout=5).json()
 
 
-@pytest.fixture(scope="module")
-def stack(tiny_model_dir):
-    s = Stack(tiny_model_dir)
+def running_stack(model_dir) -> Iterator[Stack]:
+    """A started stack with the model listed, stopped afterwards (each module's fixture)."""
+    s = Stack(model_dir)
     s.start_controller()
     s.start_worker()
     s.start_api()
@@ -106,6 +107,11 @@ def stack(tiny_model_dir):
     finally:
         for proc in s.procs.values():
             stop(proc)
+
+
+@pytest.fixture(scope="module")
+def stack(tiny_model_dir):
+    yield from running_stack(tiny_model_dir)
 
 
 def chat(client, **kwargs):

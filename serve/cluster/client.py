@@ -98,16 +98,17 @@ class ServeClient:
         with suppress(ServeError):  # the controller is down too; its expiry will catch up
             await self._controller("/report_failure", {"worker_address": worker_address})
 
-    async def _report_if_dead(self, worker_address: str) -> None:
-        """After a request broke mid-stream, drop the worker only if it no longer answers:
-        one failed request must not take a healthy worker out of rotation."""
+    async def _report_if_dead(self, worker_address: str) -> bool:
+        """After a request broke, drop the worker only if it no longer answers (True): one
+        failed request must not take a healthy worker out of rotation."""
         try:
             response = await self._http.get(f"{worker_address}/health", timeout=2.0)
             if response.status_code == 200:
-                return
+                return False
         except httpx.HTTPError:
             pass
         await self.report_failure(worker_address)
+        return True
 
     async def generate_stream(
         self, model: str, request: GenerateRequest
@@ -126,6 +127,14 @@ class ServeClient:
                     return
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 await self.report_failure(worker.address)  # nothing was sent: try another
+            except httpx.TransportError as exc:
+                # No response yet: a kept-alive connection to a worker that has since died
+                # (kill -9, restart) fails on reuse like this. Try another if it is dead.
+                if not await self._report_if_dead(worker.address):
+                    raise WorkerFailedError(
+                        f"worker {worker.address} failed before answering "
+                        f"({type(exc).__name__}); please retry"
+                    ) from None
         raise NoWorkerError(f"no reachable worker serves model {model!r}; try again shortly")
 
     async def _read_chunks(

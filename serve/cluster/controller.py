@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fastapi import Depends, FastAPI, Request
 
 from serve.auth import require_bearer
+from serve.body_limit import install_body_limit
 from serve.cluster.protocol import (
     ControllerStatus,
     HeartbeatRequest,
@@ -153,6 +154,7 @@ def create_app(config: ControllerConfig, *, controller: Controller | None = None
     )
     app.state.worker_secret = config.worker_secret
     install_error_handlers(app)
+    install_body_limit(app, config.max_body_bytes)
 
     @app.post("/register_worker", dependencies=[Depends(require_worker_secret)])
     async def register_worker(

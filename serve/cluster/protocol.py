@@ -10,12 +10,19 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from serve.errors import ServeError
-from serve.schemas import ChatMessage, ErrorInfo, SamplingParams, Schema, WorkerFinishReason
+from serve.schemas import (
+    ChatMessage,
+    ErrorInfo,
+    RequestSchema,
+    SamplingParams,
+    Schema,
+    WorkerFinishReason,
+)
 
 # ---------------------------------------------------------------- controller <-> worker
 
 
-class RegisterWorkerRequest(Schema):
+class RegisterWorkerRequest(RequestSchema):
     worker_address: Annotated[str, Field(min_length=1)]
     model_names: Annotated[list[str], Field(min_length=1)]
     capacity: Annotated[int, Field(ge=1)] = 1
@@ -27,7 +34,7 @@ class RegisterWorkerResponse(Schema):
     heartbeat_interval: float
 
 
-class HeartbeatRequest(Schema):
+class HeartbeatRequest(RequestSchema):
     worker_address: str
     queue_length: Annotated[int, Field(ge=0)] = 0
 
@@ -36,7 +43,7 @@ class HeartbeatResponse(Schema):
     known: bool  # False: the controller forgot us (restart, expiry): register again
 
 
-class WorkerAddressRequest(Schema):
+class WorkerAddressRequest(RequestSchema):
     model: str
 
 
@@ -45,7 +52,7 @@ class WorkerAddressResponse(Schema):
     context_length: int
 
 
-class ReportFailureRequest(Schema):
+class ReportFailureRequest(RequestSchema):
     worker_address: str
 
 
@@ -71,7 +78,7 @@ class ControllerStatus(Schema):
 # ---------------------------------------------------------------- API / client <-> worker
 
 
-class GenerateRequest(Schema):
+class GenerateRequest(RequestSchema):
     """One sequence to generate: chat ``messages`` (templated by the worker) or a raw ``prompt``."""
 
     messages: list[ChatMessage] | None = None

@@ -3,9 +3,12 @@
 ``POST /worker_generate_stream`` takes a :class:`~serve.cluster.protocol.GenerateRequest` and
 answers one :class:`~serve.cluster.protocol.GenerateChunk` per line. Prompt errors (bad
 conversation shape, a prompt longer than the context) are answered before streaming starts, as
-400 in OpenAI's error shape. If the caller disconnects, the stream's ``finally`` cancels the
-sequence so its batch slot is freed at the next step (counted in ``/worker_status`` as
-``aborted``). A background task registers with the controller and heartbeats.
+400 in OpenAI's error shape. Templating and tokenizing run in a small thread pool, never on the
+event loop, so a long prompt cannot hold up heartbeats or other streams; a prompt whose length
+alone shows it cannot fit the context is refused before any tokenizing. Bodies over
+``--max-body-bytes`` are refused with 413 before they are parsed. If the caller disconnects, the
+stream's ``finally`` cancels the sequence so its batch slot is freed at the next step (counted in
+``/worker_status`` as ``aborted``). A background task registers with the controller and heartbeats.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +26,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
+from serve.body_limit import install_body_limit
 from serve.cluster.protocol import (
     GenerateChunk,
     GenerateRequest,
@@ -41,6 +46,8 @@ from serve.schemas import SamplingParams
 
 log = logging.getLogger(__name__)
 
+PREPARE_THREADS = 4  # prompts templated / tokenized at once (the tokenizer releases the GIL)
+
 
 class Prepared(NamedTuple):
     ids: list[int]
@@ -55,6 +62,7 @@ class WorkerService:
         self.engine = engine
         self.prompts = prompts
         self.model_names = model_names
+        self._prepare_pool = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="prepare")
 
     @property
     def context_length(self) -> int:
@@ -73,15 +81,32 @@ class WorkerService:
         )
 
     def prepare(self, request: GenerateRequest) -> Prepared:
-        """Prompt ids, params and reply lead; raises 400-class errors before streaming starts."""
+        """Prompt ids, params and reply lead; raises 400-class errors before streaming starts.
+
+        A prompt too long to fit even at the vocabulary's longest token per token is refused
+        before tokenizing (tokenizing megabytes takes seconds and gigabytes)."""
+        param = "messages" if request.messages is not None else "prompt"
+        context = self.context_length
+        at_least = self.prompts.min_prompt_tokens(request.source)
+        if at_least >= context:
+            raise ContextLengthError(
+                f"This model's maximum context length is {context} tokens, but the prompt needs "
+                f"at least {at_least} tokens; shorten the messages or the prompt",
+                param=param,
+            )
         ids = self.prompts.prompt_ids(request.source)
         params = self.prompts.with_template_stops(request.params)
         try:
             self.engine.max_new_tokens(len(ids), params.max_tokens)
         except ContextLengthError as exc:
-            exc.param = "messages" if request.messages is not None else "prompt"
+            exc.param = param
             raise
         return Prepared(ids, params, self.prompts.reply_lead(request.source))
+
+    async def prepare_off_loop(self, request: GenerateRequest) -> Prepared:
+        """:meth:`prepare` in the worker's thread pool, leaving the event loop free."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare_pool, self.prepare, request)
 
     def generate(self, prepared: Prepared) -> AsyncIterator[EngineOutput]:
         """Engine outputs for a prepared request (closing it early cancels the sequence)."""
@@ -182,11 +207,12 @@ def create_app(config: WorkerConfig, *, service: WorkerService, register: bool =
     app = FastAPI(title="fastchat-lite worker", lifespan=lifespan)
     app.state.service = service
     install_error_handlers(app)
+    install_body_limit(app, config.max_body_bytes)
 
     @app.post("/worker_generate_stream")
     async def generate_stream(req: GenerateRequest, request: Request) -> StreamingResponse:
         service: WorkerService = request.app.state.service
-        prepared = service.prepare(req)
+        prepared = await service.prepare_off_loop(req)
         return StreamingResponse(service.stream(prepared), media_type="application/x-ndjson")
 
     @app.get("/worker_status")

@@ -38,6 +38,14 @@ class PromptBuilder:
             eos = tokenizer.eos_token_id
             self.stop_ids = [eos] if eos is not None else []
             self.stop_strings = []
+        self.max_token_chars = longest_token_chars(tokenizer)
+
+    def min_prompt_tokens(self, source: str | list[ChatMessage]) -> int:
+        """A lower bound on the prompt's token count, from its length alone (no tokenizing):
+        no token of the vocabulary covers more than ``max_token_chars`` characters."""
+        # Count what templates render: the text, not ``name`` (which most ignore).
+        chars = len(source) if isinstance(source, str) else sum(len(m.text()) for m in source)
+        return -(-chars // self.max_token_chars) if self.max_token_chars else 0
 
     def prompt_ids(self, source: str | list[ChatMessage]) -> list[int]:
         if isinstance(source, str):
@@ -73,6 +81,19 @@ class PromptBuilder:
         if not extra:
             return params
         return params.model_copy(update={"stop": [*params.stop, *extra]})
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """Characters in the vocabulary's longest token (0: unknown, no bound).
+
+    Byte-level BPE vocabularies spell a token one character per byte and SentencePiece ones one
+    per character, so this never undercounts; a normalizer that deletes characters would break
+    the bound (chat tokenizers have none that do)."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except (AttributeError, NotImplementedError):
+        return 0
+    return max((len(token) for token in vocab), default=0)
 
 
 async def without_reply_lead(

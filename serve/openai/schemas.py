@@ -1,17 +1,29 @@
 """The public OpenAI-compatible API: every request, response and stream chunk, with validation
 next to the field (ranges, defaults, OpenAI's aliases). Routes, the service and tests import these.
 
-Unknown fields are ignored, as OpenAI does, so newer clients sending extra options still work.
+Unknown fields are ignored, so newer clients sending extra options still work; but an OpenAI
+parameter this server does not implement (:data:`UNSUPPORTED`) is a 400 naming it, so a client
+asking for, say, JSON mode is told it would not get it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from serve.schemas import ChatMessage, FinishReason, SamplingParams, Schema, Seed, new_id
+from serve.schemas import (
+    ChatMessage,
+    FinishReason,
+    RequestSchema,
+    SamplingParams,
+    Schema,
+    Seed,
+    new_id,
+)
 
 MAX_N = 8
 MAX_STOP = 4
@@ -31,11 +43,57 @@ def _stop_list(value: Any) -> Any:
     return value
 
 
-class StreamOptions(Schema):
+def _is_set(value: Any) -> bool:
+    return value is not None and value is not False and value != [] and value != {}
+
+
+def _not_text_format(value: Any) -> bool:
+    return value is not None and not (isinstance(value, dict) and value.get("type") == "text")
+
+
+# OpenAI parameters this server does not implement: name -> (is it asked for?, why not).
+# A value that asks for nothing (false, null, [], {}, "none", 1, {"type": "text"}) passes.
+UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "logprobs": (_is_set, "this server does not return log probabilities"),
+    "top_logprobs": (lambda v: v not in (None, 0), "this server does not return log probabilities"),
+    "tools": (_is_set, "this server does not support tool calling"),
+    "tool_choice": (lambda v: v not in (None, "none"), "this server does not support tool calling"),
+    "functions": (_is_set, "this server does not support function calling"),
+    "function_call": (
+        lambda v: v not in (None, "none"),
+        "this server does not support function calling",
+    ),
+    "response_format": (
+        _not_text_format,
+        'this server has no JSON mode (only {"type": "text"} is accepted)',
+    ),
+    "logit_bias": (_is_set, "this server does not apply logit biases"),
+    "best_of": (lambda v: v not in (None, 1), "this server generates no extra candidates; use n"),
+    "suffix": (lambda v: v not in (None, ""), "this server does not insert text before a suffix"),
+}
+
+
+def _reject_unsupported(value: Any, info: ValidationInfo) -> Any:
+    name = info.field_name or "?"
+    requested, why = UNSUPPORTED[name]
+    if requested(value):
+        raise PydanticCustomError(
+            "unsupported_parameter",
+            "Unsupported parameter: '{param}': {why}; remove it from the request",
+            {"param": name, "why": why},
+        )
+    return value
+
+
+def _unsupported_field() -> Any:
+    return Field(default=None, description="not supported: rejected unless it asks for nothing")
+
+
+class StreamOptions(RequestSchema):
     include_usage: bool = False
 
 
-class _GenerationRequest(Schema):
+class _GenerationRequest(RequestSchema):
     """Fields both OpenAI endpoints share, with OpenAI's defaults and ranges."""
 
     model: Annotated[str, Field(min_length=1)]
@@ -54,8 +112,12 @@ class _GenerationRequest(Schema):
     top_k: Annotated[int, Field(ge=-1)] = -1
     repetition_penalty: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     ignore_eos: bool = False
+    # OpenAI parameters we do not implement (see UNSUPPORTED): declared only to refuse them.
+    logprobs: Any = _unsupported_field()
+    logit_bias: Any = _unsupported_field()
 
     _stop = field_validator("stop", mode="before")(_stop_list)
+    _unsupported = field_validator("logprobs", "logit_bias")(_reject_unsupported)
 
     @model_validator(mode="after")
     def _stream_options_need_stream(self) -> _GenerationRequest:
@@ -89,6 +151,16 @@ class _GenerationRequest(Schema):
 class ChatCompletionRequest(_GenerationRequest):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    top_logprobs: Any = _unsupported_field()
+    tools: Any = _unsupported_field()
+    tool_choice: Any = _unsupported_field()
+    functions: Any = _unsupported_field()
+    function_call: Any = _unsupported_field()
+    response_format: Any = _unsupported_field()
+
+    _unsupported_chat = field_validator(
+        "top_logprobs", "tools", "tool_choice", "functions", "function_call", "response_format"
+    )(_reject_unsupported)
 
     @model_validator(mode="after")
     def _newer_max_tokens_name(self) -> ChatCompletionRequest:
@@ -152,6 +224,10 @@ class ChatCompletionChunk(Schema):
 class CompletionRequest(_GenerationRequest):
     prompt: str | Annotated[list[str], Field(min_length=1)]
     echo: bool = False
+    best_of: Any = _unsupported_field()
+    suffix: Any = _unsupported_field()
+
+    _unsupported_completion = field_validator("best_of", "suffix")(_reject_unsupported)
 
     @property
     def prompts(self) -> list[str]:
