@@ -45,6 +45,15 @@ CASES = [
     reply("<ol><li><p>Run:</p>" + code_block("ls\n\npwd", "bash") + "</li><li><p>x</p></li></ol>"),
     "<p>no wrapper</p><p>second</p>",
     reply("<p><strong> padded </strong>word<em></em></p>"),
+    # list looseness and boundaries: both paths take the same rules from rules.py
+    reply("<ol><li><p>loose</p></li><li><p>items</p></li></ol><p>after</p>"),
+    reply("<ul>\n<li>\n<p>loose</p>\n</li>\n<li>\n<p>spaced</p>\n</li>\n</ul>"),
+    reply("<ul><li>tight<ul><li><p>loose</p></li><li><p>inner</p></li></ul></li><li>b</li></ul>"),
+    reply('<ol><li>a</li></ol><ol start="5"><li>b</li></ol>\n<ol><li>c</li></ol>'),
+    reply("<ul><li>a</li></ul><p> </p><ul><li>b</li></ul><div></div><ul><li>c</li></ul>"),
+    reply("<ul><li>a</li></ul>", code_block("x"), "<ul><li>b</li></ul><hr><ul><li>c</li></ul>"),
+    reply("<ol><li>Run:" + code_block("ls\n\npwd", "bash") + "then</li><li>x</li></ol>"),
+    reply('<ol start="3"><li><p>p</p></li></ol><p>para</p><ol start="4"><li>q</li></ol>'),
 ]
 
 

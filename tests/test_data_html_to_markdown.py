@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 from data_fixtures import PYTHON_CODE_HTML, PYTHON_CODE_TEXT, code_block, render, reply
 
@@ -198,3 +201,117 @@ def test_whole_reply_renders_like_the_markdown_the_model_wrote():
     )
     ours = html_to_markdown(html)
     assert render(ours) == render(intended)
+
+
+def _html_shape(html: str) -> str:
+    """HTML without the whitespace a renderer puts around block tags (it shows nothing)."""
+    return re.sub(r"\s*(</?(?:ul|ol|li|p|pre)\b[^>]*>)\s*", r"\1", html.strip())
+
+
+_CODE_SHOWN = '<pre><code class="language-{}">{}\n</code></pre>'
+
+# (HTML, the markdown we want, what a CommonMark renderer should show: None = the HTML itself)
+LIST_CASES = [
+    pytest.param(
+        "<ol><li><p>one</p></li><li><p>two</p></li></ol>", "1. one\n\n2. two", None, id="loose"
+    ),
+    pytest.param("<ul><li>a</li><li>b</li></ul>", "- a\n- b", None, id="tight"),
+    pytest.param(
+        "<ol><li><p>one</p><ul><li>x</li><li>y</li></ul></li><li><p>two</p></li></ol>",
+        "1. one\n\n   - x\n   - y\n\n2. two",
+        None,
+        id="loose-outer-tight-inner",
+    ),
+    pytest.param(
+        "<ul><li>a<ul><li><p>x</p></li><li><p>y</p></li></ul></li><li>b</li></ul>",
+        "- a\n  - x\n\n  - y\n- b",
+        None,
+        id="tight-outer-loose-inner",
+    ),
+    pytest.param(
+        '<ol><li>a</li><li>b</li></ol><ol start="7"><li>c</li></ol>',
+        "1. a\n2. b\n\n7) c",
+        None,
+        id="adjacent-ol-keeps-start",
+    ),
+    pytest.param(
+        "<ol><li>a</li></ol>\n<ol><li>b</li></ol>", "1. a\n\n1) b", None, id="adjacent-ol"
+    ),
+    pytest.param(
+        "<ul><li>a</li></ul><ul><li>b</li></ul><ul><li>c</li></ul>",
+        "- a\n\n* b\n\n- c",
+        None,
+        id="adjacent-ul",
+    ),
+    pytest.param(
+        "<ul><li>a</li></ul><p> </p><ul><li>b</li></ul>",
+        "- a\n\n* b",
+        "<ul><li>a</li></ul><ul><li>b</li></ul>",
+        id="ul-empty-paragraph-ul",
+    ),
+    pytest.param(
+        '<ol><li>a</li></ol><p>para</p><ol start="2"><li>b</li></ol>',
+        "1. a\n\npara\n\n2. b",
+        None,
+        id="ol-paragraph-ol",
+    ),
+    pytest.param(
+        "<ol><li><p>one</p></li><li><p>two</p></li></ol><p>after</p>",
+        "1. one\n\n2. two\n\nafter",
+        None,
+        id="loose-then-paragraph",
+    ),
+    pytest.param("<ul><li>a</li></ul><ol><li>b</li></ol>", "- a\n\n1. b", None, id="ul-then-ol"),
+    pytest.param(
+        "<ol><li>Run:" + code_block("ls", "bash") + "</li><li>then</li></ol>",
+        "1. Run:\n   ```bash\n   ls\n   ```\n2. then",
+        "<ol><li>Run:" + _CODE_SHOWN.format("bash", "ls") + "</li><li>then</li></ol>",
+        id="tight-item-with-code",
+    ),
+    pytest.param(
+        "<ol><li>a</li></ol>" + code_block("x = 1") + '<ol start="2"><li>b</li></ol>',
+        "1. a\n\n```python\nx = 1\n```\n\n2. b",
+        "<ol><li>a</li></ol>"
+        + _CODE_SHOWN.format("python", "x = 1")
+        + '<ol start="2"><li>b</li></ol>',
+        id="ol-code-ol",
+    ),
+]
+
+
+@pytest.mark.parametrize(("html", "expected", "shown"), LIST_CASES)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "bs4"])
+def test_lists_keep_looseness_boundaries_and_numbers_in_both_paths(html, expected, shown, fast):
+    ours = html_to_markdown(reply(html), fast=fast)
+    assert ours == expected
+    assert render(ours) == render(expected)
+    assert _html_shape(render(ours)) == _html_shape(shown or html)  # what the UI showed
+
+
+def _random_list(rng: random.Random, depth: int, after_text: bool = False) -> str:
+    """A list as a CommonMark renderer emits it: all items loose (``<p>``) or none."""
+    tag = rng.choice(["ul", "ol"])
+    loose = rng.random() < 0.5
+    # An ordered list interrupting an item's text must start at 1 (CommonMark).
+    start = None if after_text else rng.choice([None, None, 3, 10])
+    items = []
+    for _ in range(rng.randint(2, 3) if loose else rng.randint(1, 3)):
+        text = rng.choice(["alpha", "beta <strong>b</strong>", "gamma <code>x_y</code>"])
+        inner = f"<p>{text}</p>" if loose else text
+        if depth < 2 and rng.random() < 0.4:
+            inner += _random_list(rng, depth + 1, after_text=not loose)
+        items.append(f"<li>{inner}</li>")
+    attr = f' start="{start}"' if tag == "ol" and start else ""
+    return f"<{tag}{attr}>{''.join(items)}</{tag}>"
+
+
+def test_random_nested_lists_render_like_the_html_they_came_from():
+    rng = random.Random(7)
+    for _ in range(200):
+        html = "".join(
+            _random_list(rng, 0) if rng.random() < 0.7 else "<p>para</p>"
+            for _ in range(rng.randint(1, 4))
+        )
+        for fast in (True, False):
+            ours = html_to_markdown(reply(html), fast=fast)
+            assert _html_shape(render(ours)) == _html_shape(html), (html, ours)

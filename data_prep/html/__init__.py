@@ -5,8 +5,9 @@ ShareGPT dumps store each assistant reply as the HTML the ChatGPT page rendered:
 language and a "Copy code" button, highlight.js ``<span>``s inside the code, tables, lists.
 :func:`html_to_markdown` turns that back into the markdown the model should learn to write.
 
-* :mod:`data_prep.html.rules`: what is written (escaping, code fences, table cells, links),
-  shared by both renderers; also :func:`looks_like_html` and the code-block extraction.
+* :mod:`data_prep.html.rules`: what is written (escaping, code fences, table cells, links,
+  list markers and looseness), shared by both renderers; also :func:`looks_like_html` and
+  the code-block extraction.
 * :mod:`data_prep.html.fast`: a regex tokenizer + light tree for the UI's usual HTML subset;
   declines (returns None) anything else.
 * :mod:`data_prep.html.markdownify`: BeautifulSoup + markdownify for everything the fast

@@ -26,6 +26,9 @@ from data_prep.html.rules import (
     escape_block_starts,
     escape_text,
     link_destination,
+    list_bullet,
+    list_item,
+    list_start,
     longest_backtick_run,
     table_cell,
 )
@@ -39,6 +42,7 @@ _BLOCK_INSIDE = frozenset({"p", "blockquote", "div", "ol", "ul", "li"}) | _TABLE
 _BLOCK_OUTSIDE = _BLOCK_INSIDE | {"pre"}
 _ALLOWED = _BLOCK_INSIDE | {"span", "strong", "b", "em", "i", "code", "a", "br", "hr", "pre"}
 _VOID = frozenset({"br", "hr"})
+_ALWAYS_RENDERED = frozenset({"pre", "hr"})  # no text, yet not blank between two lists
 _TABLE_PARTS = frozenset({"table", "thead", "tbody", "tr"})
 _ATTR_TAGS = frozenset({"ol", "a", "td", "th", "pre"})
 _INLINE_CTX = frozenset({"td", "th"}) | _HEADINGS
@@ -52,9 +56,11 @@ _LINE = re.compile(r"^(.*)", re.MULTILINE)
 
 class _Node:
     __slots__ = (
+        "alternate",
         "attrs",
         "children",
         "li_count",
+        "loose",
         "name",
         "next",
         "ordinal",
@@ -73,6 +79,8 @@ class _Node:
         self.next: _Node | None = None
         self.li_count = 0  # <li> children so far
         self.ordinal = 0  # for an <li>: how many <li> siblings precede it
+        self.loose = False  # for a list: its items hold paragraphs
+        self.alternate = False  # for a list: it follows a list of its type (other marker)
 
 
 class _Unsupported(Exception):
@@ -147,6 +155,8 @@ class FastRenderer:
         child_inline = inline or name in _INLINE_CTX
         child_noformat = noformat or name in _NOFORMAT_CTX
         child_li = in_li or name == "li"
+        if name in ("ol", "ul"):
+            _set_list_style(node)
         strings = []
         for el in node.children:
             if el.name is None:
@@ -270,20 +280,30 @@ def _list(node: _Node, text: str, in_li: bool) -> str:
     return "\n\n" + text + ("\n" if before_paragraph else "")
 
 
+def _set_list_style(node: _Node) -> None:
+    """Loose or tight, and which marker: the same rules as the bs4 path's ``_list_style``."""
+    node.loose = any(
+        li.name == "li" and any(c.name == "p" for c in li.children) for li in node.children
+    )
+    prev = node.prev
+    while prev is not None and _renders_blank(prev):
+        prev = prev.prev
+    node.alternate = prev is not None and prev.name == node.name and not prev.alternate
+
+
+def _renders_blank(node: _Node) -> bool:
+    if node.name is None:
+        return not node.text.strip()
+    return node.name not in _ALWAYS_RENDERED and all(_renders_blank(c) for c in node.children)
+
+
 def _li(node: _Node, text: str) -> str:
-    text = (text or "").strip()
-    if not text:
-        return "\n"
     parent = node.parent
-    if parent is not None and parent.name == "ol":
-        start = parent.attrs.get("start", "")
-        first = int(start) if start.isnumeric() else 1
-        bullet = f"{first + node.ordinal}. "
-    else:
-        bullet = "- "
-    indent = " " * len(bullet)
-    text = _LINE.sub(lambda m: indent + m.group(1) if m.group(1) else "", text)
-    return bullet + text[len(bullet) :] + "\n"
+    if parent is None or parent.name not in ("ol", "ul"):
+        return list_item(text, list_bullet(False, 0, False), False)
+    ordered = parent.name == "ol"
+    number = list_start(parent.attrs.get("start")) + node.ordinal if ordered else 0
+    return list_item(text, list_bullet(ordered, number, parent.alternate), parent.loose)
 
 
 def _block_misc(node: _Node, text: str, inline: bool) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 from markdownify import MarkdownConverter
 
 from data_prep.html.rules import (
@@ -24,6 +24,9 @@ from data_prep.html.rules import (
     header_language,
     language_from_classes,
     link_destination,
+    list_bullet,
+    list_item,
+    list_start,
     table_cell,
 )
 
@@ -83,6 +86,7 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
         defaults = {"heading_style": "atx", "bullets": "-", "escape_misc": False}
         super().__init__(**{**defaults, **options})
         self.code_blocks: list[str] = []  # from extract_code_blocks, for the current reply
+        self._list_styles: dict[int, tuple[bool, bool]] = {}  # id(list) -> (loose, alternate)
 
     def convert_reply(self, markup: str, code_blocks: list[str]) -> str:
         """Markdown for ``markup`` whose ``<pre>`` placeholders stand for ``code_blocks``."""
@@ -92,6 +96,7 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
             return self.convert_soup(soup)
         finally:
             self.code_blocks = []
+            self._list_styles = {}
 
     def process_tag(self, node: Tag, parent_tags: set[str] | None = None) -> str:
         name = node.name
@@ -129,11 +134,52 @@ class ChatGPTMarkdownConverter(MarkdownConverter):
     def convert_th(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         return table_cell(text, el.get("colspan"))
 
+    def convert_li(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        parent = el.parent
+        if not isinstance(parent, Tag) or parent.name not in ("ol", "ul"):
+            return list_item(text, list_bullet(False, 0, False), False)
+        loose, alternate = self._list_style(parent)
+        ordered = parent.name == "ol"
+        number = 0
+        if ordered:
+            number = list_start(parent.get("start")) + len(el.find_previous_siblings("li"))
+        return list_item(text, list_bullet(ordered, number, alternate), loose)
+
+    def _list_style(self, lst: Tag) -> tuple[bool, bool]:
+        """(loose, alternate) of a list: the same rules as the fast path's ``_set_list_style``."""
+        style = self._list_styles.get(id(lst))
+        if style is None:
+            loose = any(
+                li.find("p", recursive=False) is not None
+                for li in lst.find_all("li", recursive=False)
+            )
+            prev = lst.previous_sibling
+            while prev is not None and _renders_blank(prev):
+                prev = prev.previous_sibling
+            alternate = (
+                isinstance(prev, Tag) and prev.name == lst.name and not self._list_style(prev)[1]
+            )
+            style = self._list_styles[id(lst)] = (loose, alternate)
+        return style
+
     def convert_a(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         href = el.get("href")
         if isinstance(href, str):
             el["href"] = link_destination(href)
         return super().convert_a(el, text, parent_tags)
+
+
+def _renders_blank(node: Any) -> bool:
+    """True for whitespace, comments, dropped chrome and elements without text (not pre/hr)."""
+    if isinstance(node, Comment):
+        return True
+    if isinstance(node, NavigableString):
+        return not str(node).strip()
+    if not isinstance(node, Tag) or node.name in ("pre", "hr"):
+        return False
+    if node.name in _DROP_TAGS:
+        return True
+    return not node.get_text().strip() and node.find(("pre", "hr")) is None
 
 
 def _katex(span: Tag) -> str:

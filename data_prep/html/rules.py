@@ -16,6 +16,10 @@ Rules, each chosen so a CommonMark renderer shows what the HTML showed:
   a list, heading or quote. ``<`` is left as written: the UI shows ``&lt;div&gt;`` for a
   ``<div>`` the model wrote, so the model's own text is ``<div>``;
 * inline code keeps its spaces as typed (a line break becomes a space);
+* lists keep their shape: a loose list (items holding ``<p>``) gets a blank line between
+  items, a tight one none; an ``<ol start>`` keeps its number; a list right after a list of
+  the same type switches marker (``-``/``*``, ``1.``/``1)``) so a renderer does not merge and
+  renumber the two;
 * tables become GFM pipe tables with ``|`` in cells escaped; headings are ATX (``#``);
 * a link destination holding spaces, parentheses or angle brackets is wrapped in ``<...>``;
 * at most one blank line between blocks, except inside fenced code.
@@ -48,6 +52,8 @@ _BLOCK_START = re.compile(
     re.M,
 )
 _LINK_NEEDS_BRACKETS = re.compile(r"[\s()<>]")
+_LINE_WITH_CONTENT = re.compile(r"^(.*)", re.MULTILINE)
+_FENCE_OPEN = re.compile(r"(`{3,}|~{3,})")
 
 # Code blocks are cut out with regexes before either renderer runs, so the thousands of
 # highlight.js spans inside code never become tree nodes.
@@ -206,6 +212,65 @@ def extract_code_blocks(html: str) -> tuple[str, list[str]]:
         return f'<pre {PLACEHOLDER}="{len(blocks) - 1}"></pre>'
 
     return _PRE_BLOCK.sub(replace, html), blocks
+
+
+# --- lists ----------------------------------------------------------------------------
+
+
+def list_start(start: object) -> int:
+    """The number of an ``<ol>``'s first item: its ``start`` attribute when a number, else 1."""
+    return int(start) if isinstance(start, str) and start.isdecimal() else 1
+
+
+def list_bullet(ordered: bool, number: int, alternate: bool) -> str:
+    """An item's marker with its trailing space: ``- ``/``1. ``, or ``* ``/``1) `` for a list
+    that directly follows a list of the same type (CommonMark starts a new list when the
+    marker changes; with the same marker the two lists merge and the second is renumbered).
+    """
+    if ordered:
+        return f"{number}{')' if alternate else '.'} "
+    return "* " if alternate else "- "
+
+
+def list_item(text: str, bullet: str, loose: bool) -> str:
+    """One list item: ``bullet`` + ``text`` with continuation lines indented under the text.
+
+    Items of a loose list (one whose items hold paragraphs) end with a blank line, so a
+    renderer shows them loose (``<li><p>``) again; tight items end with one newline, and a
+    code block in a tight item has no blank line around it (that would make the list loose).
+    """
+    text = text.strip()
+    if not text:
+        return "\n"
+    if not loose and ("```" in text or "~~~" in text):
+        text = _tighten_fences(text)
+    indent = " " * len(bullet)
+    text = _LINE_WITH_CONTENT.sub(lambda m: indent + m.group(1) if m.group(1) else "", text)
+    return bullet + text[len(bullet) :] + ("\n\n" if loose else "\n")
+
+
+def _tighten_fences(text: str) -> str:
+    """Drop the blank lines around the item's own fenced blocks (a fence may interrupt a
+    paragraph, and a paragraph may follow a closing fence); code lines stay as they are."""
+    out: list[str] = []
+    fence = ""
+    closed = False
+    for line in text.split("\n"):
+        if fence:
+            out.append(line)
+            if line.startswith(fence) and not line.strip(fence[0]):
+                fence, closed = "", True
+            continue
+        opening = _FENCE_OPEN.match(line)
+        if opening:
+            while out and not out[-1]:
+                out.pop()
+            fence = opening.group(1)
+        elif closed and not line:
+            continue
+        closed = False
+        out.append(line)
+    return "\n".join(out)
 
 
 # --- tables and links -------------------------------------------------------------------
