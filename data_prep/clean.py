@@ -2,13 +2,19 @@
 
 The parent process streams records from the input (:func:`fastchat_lite.io.iter_records`),
 hands chunks to worker processes, and receives them back *in input order*: each record is
-either a ready-to-write JSON line plus a content hash, or a drop reason. Duplicates are
-decided in the parent (first occurrence wins), so the output does not depend on ``--workers``.
-At most ``4 * workers`` chunks are in flight, so memory stays flat however big the dump is.
+either a ready-to-write JSON line plus a content hash (and, with ``--near-dup``, a MinHash
+signature), or a drop reason. Duplicates are decided in the parent (first occurrence wins),
+so the output does not depend on ``--workers``. At most ``4 * workers`` chunks are in flight,
+so memory stays flat however big the dump is.
+
+Kept lines, drops and duplicate hashes go to ``OUT.partial/`` (:mod:`data_prep.checkpoint`),
+committed every ``--checkpoint-every`` records, so ``--resume`` continues a killed run. At the
+end the kept lines become ``OUT`` (renamed, or filtered by :mod:`data_prep.near_dup` first).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -21,6 +27,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from data_prep.checkpoint import WorkDir, input_fingerprint
 from data_prep.drops import DropLog, DropReason, Tally
 from data_prep.filters import (
     DEFAULT_BLOCKED_PHRASES,
@@ -37,8 +44,14 @@ from data_prep.normalize import (
     strip_noise,
     trim_ends,
 )
-from fastchat_lite.errors import InputFileError
-from fastchat_lite.io import RawRecord, atomic_write, iter_records
+from data_prep.ui_chrome import (
+    DEFAULT_UI_ERRORS,
+    UiErrorMatcher,
+    strip_ui_chrome,
+    trim_final_ui_error,
+)
+from fastchat_lite.errors import FastChatLiteError, InputFileError
+from fastchat_lite.io import RawRecord, iter_records
 
 
 @dataclass
@@ -64,7 +77,56 @@ class CleanConfig:
     blocked_phrases_file: str | None = field(
         default=None, metadata={"help": "file of phrases (one a line) replacing the defaults"}
     )
+    ui_errors: list[str] = field(
+        default_factory=list,
+        metadata={"help": "extra ChatGPT-UI error replies (whole reply; * = any text)"},
+    )
+    ui_errors_file: str | None = field(
+        default=None,
+        metadata={"help": "file of UI error replies (one a line) replacing the defaults"},
+    )
+    near_dup: float | None = field(
+        default=None,
+        metadata={
+            "help": "also drop near-duplicates: MinHash Jaccard threshold, e.g. 0.9 (of each "
+            "group of similar conversations the longest is kept; needs datasketch)"
+        },
+    )
     chunk_size: int = field(default=32, metadata={"help": "records per work unit"})
+    checkpoint_every: int = field(
+        default=2000,
+        metadata={"help": "records between commits to OUT.partial/ (what --resume continues)"},
+    )
+    resume: bool = field(
+        default=False,
+        metadata={"help": "continue an interrupted run from OUT.partial/ (same input, options)"},
+    )
+
+    def validate(self) -> None:
+        """Raise a FastChatLiteError naming the option for values that cannot run."""
+        if self.near_dup is not None and not 0.0 < self.near_dup <= 1.0:
+            raise FastChatLiteError(
+                f"--near-dup {self.near_dup}: expected a Jaccard similarity in (0, 1], e.g. 0.9"
+            )
+        if self.checkpoint_every < 1:
+            raise FastChatLiteError(f"--checkpoint-every {self.checkpoint_every}: must be >= 1")
+        self.ui_error_phrases()  # an unreadable --ui-errors-file fails here, not in a worker
+
+    def output_options(self, phrases: list[str]) -> dict[str, Any]:
+        """The options that decide the output (not workers, chunking, checkpoints, resume):
+        a resumed run must use the same."""
+        run_only = {"workers", "chunk_size", "checkpoint_every", "resume"}
+        lists = {"blocked_phrases": phrases, "ui_errors": self.ui_error_phrases()}
+        values: dict[str, Any] = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in run_only and f.name not in lists and not f.name.endswith("_file")
+        }
+        values["lang"] = sorted(self.languages() or [])
+        for name, items in lists.items():  # the lists in effect (defaults or file, + extras)
+            text = "\n".join(items).encode()
+            values[name] = "blake2b:" + hashlib.blake2b(text, digest_size=8).hexdigest()
+        return values
 
     def phrases(self) -> list[str]:
         base = (
@@ -74,6 +136,14 @@ class CleanConfig:
         )
         return base + list(self.blocked_phrases)
 
+    def ui_error_phrases(self) -> list[str]:
+        base = (
+            load_phrases(self.ui_errors_file, "ui-errors")
+            if self.ui_errors_file
+            else list(DEFAULT_UI_ERRORS)
+        )
+        return base + list(self.ui_errors)
+
     def languages(self) -> frozenset[str] | None:
         if not self.lang:
             return None
@@ -81,7 +151,12 @@ class CleanConfig:
 
 
 class Outcome(NamedTuple):
-    """One input record after cleaning: a JSON line + hash, or a drop reason."""
+    """One input record after cleaning: a JSON line + hash, or a drop reason.
+
+    ``end``: the record's end in the input (bytes); ``chars``: characters of all turns;
+    ``signature``: MinHash signature with ``--near-dup``; ``trimmed``: the reason a kept
+    record lost its final exchange (``ui_error``).
+    """
 
     index: int
     record_id: str | None
@@ -89,6 +164,10 @@ class Outcome(NamedTuple):
     digest: bytes | None
     reason: str | None = None
     detail: str = ""
+    end: int | None = None
+    chars: int = 0
+    signature: bytes | None = None
+    trimmed: str | None = None
 
 
 class Cleaner:
@@ -98,17 +177,33 @@ class Cleaner:
         self.config = config
         self.blocked = PhraseMatcher(phrases)
         self.languages = config.languages()
+        self.ui_errors = UiErrorMatcher(config.ui_error_phrases())
+        self.signer = None
+        if config.near_dup is not None:
+            from data_prep.near_dup import Signer
+
+            self.signer = Signer()
 
     def clean(self, raw: RawRecord) -> Outcome:
-        rid = None
+        rid, trimmed = None, False
         try:
             rid = readable_record_id(raw)
             turns = self.normalise(raw_turns(raw.value))
+            trimmed = trim_final_ui_error(turns, self.ui_errors)
             self.filter(turns)
         except RecordDropped as drop:
-            return Outcome(raw.index, rid, None, None, drop.reason.value, drop.detail)
+            reason, detail = drop.reason, drop.detail
+            if trimmed and reason is DropReason.TOO_SHORT:  # too short once the error was cut
+                reason, detail = DropReason.UI_ERROR, f"final UI error reply cut, then {detail}"
+            return Outcome(raw.index, rid, None, None, reason.value, detail, raw.end)
         line = json.dumps({"id": rid, "conversations": turns}, ensure_ascii=False)
-        return Outcome(raw.index, rid, line + "\n", content_digest(turns))
+        texts = [t["value"] for t in turns]
+        signature = self.signer.signature(texts) if self.signer is not None else None
+        chars = sum(map(len, texts))
+        kept = Outcome(
+            raw.index, rid, line + "\n", content_digest(turns), None, "", raw.end, chars, signature
+        )
+        return kept._replace(trimmed=DropReason.UI_ERROR.value) if trimmed else kept
 
     def normalise(self, turns: list[dict[str, str]]) -> list[dict[str, str]]:
         limit = self.config.max_chars
@@ -125,12 +220,14 @@ class Cleaner:
 
     def convert_value(self, role: str, text: str, i: int) -> str:
         text = strip_noise(text)
-        if role != "gpt" or "<" not in text or not looks_like_html(text):
+        if role != "gpt":
             return text  # human turns are plain text, whatever they contain
-        try:
-            return html_to_markdown(text)
-        except Exception as exc:  # bs4 raises several types; the record is counted
-            raise RecordDropped(DropReason.HTML_ERROR, f"turn {i}: {exc!r}"[:300]) from None
+        if "<" in text and looks_like_html(text):
+            try:
+                text = html_to_markdown(text)
+            except Exception as exc:  # bs4 raises several types; the record is counted
+                raise RecordDropped(DropReason.HTML_ERROR, f"turn {i}: {exc!r}"[:300]) from None
+        return strip_ui_chrome(text)
 
     def filter(self, turns: list[dict[str, str]]) -> None:
         config = self.config
@@ -211,12 +308,11 @@ class _GuardedReader:
     pretty-printed top-level object (its first "line" ``{`` is no JSONL record).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, start: int = 0, first_index: int = 0) -> None:
         self.path = path
-        self.records = iter_records(path)
+        self.records = iter_records(path, start, first_index)
         self.broken: tuple[int, str] | None = None
-        self.parsed = 0
-        self.seen = 0
+        self.seen = first_index
 
     def __iter__(self) -> Iterator[RawRecord]:
         try:
@@ -227,7 +323,6 @@ class _GuardedReader:
                         "of records or JSON lines (one record per line)"
                     )
                 self.seen += 1
-                self.parsed += raw.error is None
                 yield raw
         except InputFileError as exc:
             if self.seen == 0:
@@ -257,33 +352,106 @@ def clean_file(
     drops: DropLog,
     progress: bool = True,
 ) -> Tally:
-    """Clean ``in_path`` into ``out_path`` (atomic); drops go to ``drops``; returns the tally."""
-    from tqdm import tqdm
+    """Clean ``in_path`` into ``out_path`` (atomic); drops go to ``drops``; returns the tally.
 
-    tally = drops.tally
-    reader = _GuardedReader(Path(in_path))
-    seen: dict[bytes, str] = {}
-    args = (config, config.phrases())
-    bar = tqdm(desc="clean", unit=" conv", disable=None if progress else True, file=sys.stderr)
-    with atomic_write(out_path) as out, bar:
-        chunks = chunked(reader, max(1, config.chunk_size))
-        workers = config.workers if config.workers > 0 else (os.cpu_count() or 1)
-        for outcome in map_ordered(_clean_chunk, chunks, workers, _init_worker, args):
-            tally.read += 1
-            bar.update()
-            if outcome.reason is not None:
-                drops.drop(outcome.index, outcome.record_id, outcome.reason, outcome.detail)
-            elif outcome.digest in seen:
-                first = seen[outcome.digest]
-                drops.drop(outcome.index, outcome.record_id, DropReason.DUPLICATE, f"of {first}")
-            else:
-                seen[outcome.digest] = outcome.record_id or ""
-                out.write(outcome.line)
-                tally.kept += 1
-        if reader.seen and not reader.parsed:
-            raise InputFileError(f"{in_path}: no record could be parsed as JSON")
+    Progress is committed to ``OUT.partial/`` as it goes; with ``config.resume`` an interrupted
+    run continues from its last commit, and ``out_path`` and the drops come out byte for byte
+    as an uninterrupted run's. Raises :class:`~data_prep.checkpoint.ResumeError` when the work
+    dir was made from another input or other options, :class:`InputFileError` when the input
+    as a whole is unreadable. ``OUT.partial/`` is removed after success and after an
+    unreadable input, kept after any other failure (for ``--resume``).
+    """
+    config.validate()
+    source = Path(in_path)
+    if not source.is_file():
+        raise InputFileError(f"{source}: no such file")
+    if config.near_dup is not None:
+        from data_prep.near_dup import load_datasketch
+
+        load_datasketch()  # fail before any work; forked workers inherit the import
+    phrases = config.phrases()
+    work = WorkDir(out_path)
+    fingerprints = {"input": input_fingerprint(source), "options": config.output_options(phrases)}
+    note = work.open(fingerprints, config.resume, drops)
+    if note:
+        print(f"fastchat-lite: {note}", file=sys.stderr)
+    try:
+        reader = _clean_records(source, work, config, phrases, drops, progress)
+    except InputFileError:
+        work.discard()  # the whole input is unreadable: nothing worth resuming
+        raise
+    if config.near_dup is not None:
+        from data_prep.near_dup import remove_near_duplicates
+
+        remove_near_duplicates(work, out_path, config.near_dup, drops)
+    else:
+        work.publish(out_path)
+    work.discard()
     if reader.broken is not None:
         index, message = reader.broken
         drops.drop(index, None, DropReason.UNREADABLE_REST, message)
-        tally.notes["warning"] = f"input broke off after record {index - 1}: {message}"
-    return tally
+        drops.tally.notes["warning"] = f"input broke off after record {index - 1}: {message}"
+    return drops.tally
+
+
+def _clean_records(
+    source: Path,
+    work: WorkDir,
+    config: CleanConfig,
+    phrases: list[str],
+    drops: DropLog,
+    progress: bool,
+) -> _GuardedReader:
+    """Every record from the work dir's commit on: cleaned in workers, dropped or kept in
+    ``work``, committed every ``checkpoint_every`` records and at the end."""
+    from tqdm import tqdm
+
+    tally = drops.tally
+    reader = _GuardedReader(source, work.offset, work.records)
+    seen = work.seen
+    offset, next_commit = work.offset, tally.read + config.checkpoint_every
+    bar = tqdm(
+        desc="clean",
+        total=source.stat().st_size,
+        initial=offset,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=None if progress else True,
+        file=sys.stderr,
+    )
+    chunks = chunked(reader, max(1, config.chunk_size))
+    workers = config.workers if config.workers > 0 else (os.cpu_count() or 1)
+    with bar:
+        for outcome in map_ordered(_clean_chunk, chunks, workers, _init_worker, (config, phrases)):
+            tally.read += 1
+            bar.update(outcome.end - offset)
+            bar.set_postfix_str(f"{tally.read:,} conv", refresh=False)
+            offset = outcome.end
+            if outcome.reason is not None:
+                work.drop(drops, outcome.index, outcome.record_id, outcome.reason, outcome.detail)
+            elif outcome.digest in seen:
+                detail = f"of {seen[outcome.digest]}"
+                work.drop(drops, outcome.index, outcome.record_id, DropReason.DUPLICATE, detail)
+            else:
+                work.keep(
+                    outcome.line,
+                    outcome.digest,
+                    outcome.record_id or "",
+                    outcome.index,
+                    outcome.chars,
+                    outcome.signature,
+                )
+                tally.kept += 1
+                if outcome.trimmed:
+                    tally.trimmed[outcome.trimmed] += 1
+            if tally.read >= next_commit:
+                work.commit(offset, tally.read, drops)
+                next_commit = tally.read + config.checkpoint_every
+    unparsed = sum(
+        tally.dropped[r.value] for r in (DropReason.INVALID_JSON, DropReason.INVALID_UTF8)
+    )
+    if tally.read and tally.read == unparsed:
+        raise InputFileError(f"{source}: no record could be parsed as JSON")
+    work.commit(offset, tally.read, drops)
+    return reader

@@ -32,10 +32,13 @@ class DropReason(str, Enum):
     HTML_ERROR = "html_error"  # the HTML parser rejected a reply
     EMPTY_MESSAGE = "empty_message"  # a kept turn is empty or whitespace only
     NOT_ALTERNATING = "not_alternating"  # two human (or two gpt) turns in a row
+    UI_ERROR = "ui_error"  # a ChatGPT-UI error reply ("network error") before the last turn,
+    # or nothing left once a final one is cut
     TOO_SHORT = "too_short"  # fewer than --min-turns turns or --min-chars characters
     BLOCKED_PHRASE = "blocked_phrase"  # a reply leaks another model's identity
     WRONG_LANGUAGE = "wrong_language"  # --lang given and the text is in another language
     DUPLICATE = "duplicate"  # same normalised conversation as an earlier record
+    NEAR_DUPLICATE = "near_duplicate"  # --near-dup: MinHash-similar to a longer kept record
     EXCHANGE_TOO_LONG = "exchange_too_long"  # split: one human+gpt pair over --max-length
 
     def __str__(self) -> str:
@@ -44,11 +47,12 @@ class DropReason(str, Enum):
 
 @dataclass
 class Tally:
-    """What a run read, kept and dropped (by reason)."""
+    """What a run read, kept and dropped (by reason), and kept records it trimmed (by reason)."""
 
     read: int = 0
     kept: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    trimmed: Counter[str] = field(default_factory=Counter)  # e.g. a final UI-error exchange cut
     notes: dict[str, Any] = field(default_factory=dict)  # command-specific extras
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,6 +61,7 @@ class Tally:
             "kept": self.kept,
             "dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(sorted(self.dropped.items())),
+            **{f"trimmed_{reason}": n for reason, n in sorted(self.trimmed.items())},
             **self.notes,
         }
 
@@ -114,6 +119,8 @@ def print_summary(title: str, tally: Tally, file: IO[str] | None = None) -> None
     table.add_row("[green]kept[/green]", str(tally.kept), share(tally.kept))
     for reason, count in tally.dropped.most_common():
         table.add_row(f"dropped: {reason}", str(count), share(count))
+    for reason, count in tally.trimmed.most_common():
+        table.add_row(f"kept, trimmed: {reason}", str(count), share(count))
     for key, value in tally.notes.items():
         if isinstance(value, (int, float, str)):
             table.add_row(key.replace("_", " "), str(value), "")

@@ -1,4 +1,7 @@
-"""The content filters of ``data clean``: blocked phrases (identity leaks) and language."""
+"""The content filters of ``data clean``: blocked phrases (identity leaks) and language.
+
+:func:`load_phrases` also reads the UI error list (:mod:`data_prep.ui_chrome`).
+"""
 
 from __future__ import annotations
 
@@ -72,12 +75,15 @@ class PhraseMatcher:
         return match.group(0) if match else None
 
 
-def load_phrases(path: str | Path) -> list[str]:
-    """One phrase per line; blank lines and lines starting with ``#`` are skipped."""
+def load_phrases(path: str | Path, what: str = "blocked-phrases") -> list[str]:
+    """One phrase per line; blank lines and lines starting with ``#`` are skipped.
+
+    ``what`` names the list in the error raised for an unreadable file (``--<what>-file``).
+    """
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise FastChatLiteError(f"cannot read blocked-phrases file {path}: {exc}") from None
+        raise FastChatLiteError(f"cannot read {what} file {path}: {exc}") from None
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 

@@ -8,6 +8,7 @@ directory and rename it into place, so an interrupted run never leaves a half fi
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -21,11 +22,16 @@ from fastchat_lite.errors import InputFileError
 
 @dataclass(frozen=True)
 class RawRecord:
-    """One record as read: ``value`` is the parsed JSON, or ``None`` with ``error`` set."""
+    """One record as read: ``value`` is the parsed JSON, or ``None`` with ``error`` set.
+
+    ``end`` is the byte offset in the file just after the record: reading can resume there
+    (``iter_records(path, start=end, first_index=index + 1)``) and progress can be shown in bytes.
+    """
 
     index: int
     value: Any
     error: str | None = None
+    end: int | None = None
 
 
 @contextlib.contextmanager
@@ -62,31 +68,52 @@ def _first_char(path: Path) -> str:
     return ""
 
 
-def _iter_jsonl(path: Path) -> Iterator[RawRecord]:
+def _iter_jsonl(path: Path, start: int = 0, first_index: int = 0) -> Iterator[RawRecord]:
     with path.open("rb") as handle:
-        index = 0
+        handle.seek(start)
+        index, end = first_index, start
         for line in handle:
+            end += len(line)
             if not line.strip():
                 continue
             try:
                 value = json.loads(line.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                yield RawRecord(index, None, f"line is not valid UTF-8 ({exc.reason})")
+                yield RawRecord(index, None, f"line is not valid UTF-8 ({exc.reason})", end)
             except json.JSONDecodeError as exc:
-                yield RawRecord(index, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
+                yield RawRecord(index, None, f"invalid JSON: {exc.msg} at column {exc.colno}", end)
             else:
-                yield RawRecord(index, value)
+                yield RawRecord(index, value, None, end)
             index += 1
 
 
-def _iter_json_list(path: Path, chunk_size: int = 1 << 20) -> Iterator[RawRecord]:
-    """Stream the elements of a top-level JSON list without loading the file whole."""
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
+
+
+def _iter_json_list(
+    path: Path, chunk_size: int = 1 << 20, start: int = 0, first_index: int = 0
+) -> Iterator[RawRecord]:
+    """Stream the elements of a top-level JSON list without loading the file whole.
+
+    ``start`` > 0 is the ``end`` of an element read before: parsing goes on after it.
+    """
     decoder = json.JSONDecoder()
-    with path.open("r", encoding="utf-8", errors="surrogateescape") as handle:
-        buf = handle.read(chunk_size).lstrip("\ufeff \t\r\n")
-        if not buf.startswith("["):
-            raise InputFileError(f"{path}: expected a JSON list or JSON lines")
-        pos, index, eof = 1, 0, False
+    with path.open("rb") as raw:
+        raw.seek(start)
+        # newline="": byte offsets must count "\r\n" as two bytes (JSON treats both as space).
+        handle = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        buf = handle.read(chunk_size)
+        # mark: a position in buf whose byte offset in the file (mark_bytes) is known.
+        mark, mark_bytes, pos = 0, start, 0
+        if start == 0:
+            body = buf.lstrip("\ufeff \t\r\n")
+            mark_bytes = _utf8_len(buf[: len(buf) - len(body)])
+            buf = body
+            if not buf.startswith("["):
+                raise InputFileError(f"{path}: expected a JSON list or JSON lines")
+            pos = 1
+        index, eof = first_index, False
         while True:
             while True:  # skip whitespace and separators
                 while pos < len(buf) and buf[pos] in " \t\r\n,":
@@ -95,7 +122,8 @@ def _iter_json_list(path: Path, chunk_size: int = 1 << 20) -> Iterator[RawRecord
                     break
                 more = handle.read(chunk_size)
                 eof = not more
-                buf, pos = buf[pos:] + more, 0
+                mark_bytes += _utf8_len(buf[mark:pos])
+                buf, pos, mark = buf[pos:] + more, 0, 0
             if pos >= len(buf):
                 raise InputFileError(f"{path}: JSON list is not closed (truncated file?)")
             if buf[pos] == "]":
@@ -112,11 +140,14 @@ def _iter_json_list(path: Path, chunk_size: int = 1 << 20) -> Iterator[RawRecord
                         ) from None
                     more = handle.read(chunk_size)
                     eof = not more
-                    buf, pos = buf[pos:] + more, 0
+                    mark_bytes += _utf8_len(buf[mark:pos])
+                    buf, pos, mark = buf[pos:] + more, 0, 0
+            mark_bytes += _utf8_len(buf[mark:end])
+            mark = end
             if _has_surrogates(value):
-                yield RawRecord(index, None, "record is not valid UTF-8")
+                yield RawRecord(index, None, "record is not valid UTF-8", mark_bytes)
             else:
-                yield RawRecord(index, value)
+                yield RawRecord(index, value, None, mark_bytes)
             index += 1
             pos = end  # no copy per record: the buffer is compacted only on refill
 
@@ -135,19 +166,23 @@ def _has_surrogates(value: Any) -> bool:
     return False
 
 
-def iter_records(path: str | os.PathLike[str]) -> Iterator[RawRecord]:
+def iter_records(
+    path: str | os.PathLike[str], start: int = 0, first_index: int = 0
+) -> Iterator[RawRecord]:
     """Records of a JSON list or JSONL file, streamed; unreadable *records* carry ``error``.
 
-    Raises :class:`InputFileError` when the file as a whole cannot be read.
+    ``start``/``first_index``: resume after a record read before (its ``end`` and its
+    ``index + 1``) instead of reading from the top. Raises :class:`InputFileError` when the
+    file as a whole cannot be read.
     """
     source = Path(path)
     if not source.is_file():
         raise InputFileError(f"{source}: no such file")
     first = _first_char(source)
     if first == "[":
-        return _iter_json_list(source)
+        return _iter_json_list(source, start=start, first_index=first_index)
     if first in ("{", ""):
-        return _iter_jsonl(source)
+        return _iter_jsonl(source, start, first_index)
     raise InputFileError(f"{source}: expected a JSON list or JSON lines, found {first!r} first")
 
 

@@ -78,6 +78,12 @@ def test_glued_regenerate_counter_is_removed_but_fractions_are_not():
     assert turns[0]["value"] == "Write a poem" and turns[1]["value"] == "1 / 2 of the cake"
 
 
+def test_gpt_turn_loses_ui_chrome_but_keeps_its_text():
+    noisy = "1 / 2\n\nA poem:\n\nRoses are red.Copy406 chars / 79 words"
+    turns = kept_turns(conversation("p", ("Write a poem", noisy)))
+    assert turns[1]["value"] == "A poem:\n\nRoses are red."
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
@@ -106,6 +112,7 @@ def test_glued_regenerate_counter_is_removed_but_fractions_are_not():
             conversation("b2", ("Who?", reply("<p>As a language model developed by OPENAI</p>"))),
             "blocked_phrase",
         ),
+        (conversation("u", ("Hi", "network error"), ("Hi?", "Hello!")), "ui_error"),
     ],
 )
 def test_each_bad_record_is_dropped_with_its_reason(value, reason):

@@ -9,7 +9,15 @@ import sys
 from collections import Counter
 
 import pytest
-from data_fixtures import PYTHON_CODE_HTML, code_block, conversation, read_jsonl, reply, turn
+from data_fixtures import (
+    PYTHON_CODE_HTML,
+    code_block,
+    conversation,
+    read_jsonl,
+    reply,
+    turn,
+    write_jsonl,
+)
 
 import fastchat_lite.cli as cli
 from data_prep import clean as clean_module
@@ -109,7 +117,7 @@ def test_unreadable_input_exits_2_with_one_line_and_no_output(
     assert run_cli(["data", "clean", str(src), "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["in.json"] if content else [])
 
 
 def test_unwritable_output_is_a_one_line_error(tmp_path, run_cli, capsys):
@@ -166,7 +174,12 @@ def test_a_crash_mid_run_leaves_no_output_and_keeps_the_old_one(tmp_path, run_cl
     with pytest.raises(RuntimeError):
         run_cli(["data", "clean", str(src), "-o", str(out), "--quiet", "--chunk-size", "4"])
     assert out.read_text() == "previous run\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+    # No temp file beside OUT; only the work dir that --resume continues from.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.jsonl",
+        "out.jsonl",
+        "out.jsonl.partial",
+    ]
 
 
 def _peak_rss_kib_of_clean(src, out) -> int:
@@ -194,3 +207,38 @@ def test_memory_does_not_grow_with_the_input(tmp_path):
     big = _peak_rss_kib_of_clean(dump(tmp_path / "big.json", 4000), tmp_path / "b.jsonl")
     assert (tmp_path / "big.json").stat().st_size > 30_000_000
     assert big - small < 20_000, (small, big)  # KiB: loading 30 MB whole would add >100 MB
+
+
+@pytest.mark.parametrize("kind", ["json_list", "jsonl"])
+def test_progress_bar_counts_input_bytes_against_the_file_size(tmp_path, monkeypatch, kind):
+    import io
+
+    import tqdm
+
+    from data_prep.drops import DropLog, Tally
+
+    bars = []
+
+    class VisibleBar(tqdm.tqdm):  # pytest's stderr is no terminal: tqdm would hide itself
+        def __init__(self, *args, **kwargs):
+            kwargs.update(disable=False, file=io.StringIO(), mininterval=0, miniters=1)
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm, "tqdm", VisibleBar)
+    records, _ = mixed_records(60)
+    src = tmp_path / "in"
+    if kind == "json_list":
+        src.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    else:
+        write_jsonl(src, records)
+    with DropLog(Tally()) as drops:
+        clean_module.clean_file(src, tmp_path / "out.jsonl", clean_module.CleanConfig(), drops)
+
+    (bar,) = bars
+    size = src.stat().st_size
+    assert (bar.total, bar.unit, bar.unit_scale) == (size, "B", True)
+    assert size - 3 <= bar.n <= size  # all records read; only the closing "]" may be left
+    shown = bar.fp.getvalue()
+    assert "<00:00" in shown  # the ETA, once some of the total is done
+    assert f"{len(records):,} conv" in shown
