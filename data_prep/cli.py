@@ -1,4 +1,4 @@
-"""``fastchat-lite data {clean,split,convert,stats}``: argument parsing only.
+"""``fastchat-lite data {clean,split,convert,stats,generate}``: argument parsing only.
 
 Each subcommand's options come from its config dataclass (one source of truth for flags, YAML
 and defaults); the work is done in the module named after the command. Heavy imports
@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from data_prep.generate import command as generate_command
 from fastchat_lite.config import add_dataclass_arguments, build_config
 from fastchat_lite.errors import FastChatLiteError
 
@@ -28,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_split(sub)
     _add_convert(sub)
     _add_stats(sub)
+    generate_command.add_parser(sub)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -103,9 +105,9 @@ def _finish(title: str, args: argparse.Namespace, drops, started: float) -> int:
     from data_prep.drops import print_summary
 
     tally = drops.tally
-    tally.notes["seconds"] = round(time.perf_counter() - started, 2)
-    if args.report:
+    if args.report:  # before the timing: the same input gives the same report, byte for byte
         drops.write_report(args.report, {"input": str(args.input), "output": str(args.output)})
+    tally.notes["seconds"] = round(time.perf_counter() - started, 2)
     if not args.quiet:
         print_summary(title, tally)
     warning = tally.notes.get("warning")
@@ -129,7 +131,12 @@ def run_clean(args: argparse.Namespace) -> int:
     from data_prep.clean import CleanConfig, clean_file
 
     def work(src, out, config, drops):
-        clean_file(src, out, config, drops, progress=not args.quiet)
+        try:
+            clean_file(src, out, config, drops, progress=not args.quiet)
+        except KeyboardInterrupt:
+            print("fastchat-lite: interrupted; the same command with --resume continues it",
+                  file=sys.stderr)  # fmt: skip
+            raise
 
     return _run_file_stage("clean", args, CleanConfig, work)
 
