@@ -28,3 +28,15 @@ class MissingExtraError(FastChatLiteError, ImportError):
 
 class InputFileError(FastChatLiteError, OSError):
     """An input file cannot be read as a whole (missing, not JSON/JSONL, not a list)."""
+
+
+class ApiError(FastChatLiteError):
+    """An OpenAI-compatible endpoint refused a request, or kept failing after every retry.
+
+    The message names the URL, the model and the server's error text; ``status`` is the last
+    HTTP status (None for a dropped connection).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

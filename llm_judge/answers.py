@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from llm_judge.client import ChatClient
+from fastchat_lite.errors import ApiError
+from fastchat_lite.openai_client import OpenAIClient
 from llm_judge.config import AnswerConfig, answer_path
-from llm_judge.errors import ApiError
 from llm_judge.questions import Question, load_answers, load_questions
 
 
@@ -46,18 +46,16 @@ def answer_record(question: Question, model: str, turns: list[str]) -> dict[str,
 
 
 async def answer_question(
-    client: ChatClient, model: str, question: Question, config: AnswerConfig
+    client: OpenAIClient, question: Question, config: AnswerConfig
 ) -> list[str]:
-    """The model's answer to every turn; turn ``i`` sees the question's turns and answers
-    before it."""
+    """The answer of ``client.model`` to every turn; turn ``i`` sees the question's turns and
+    answers before it."""
     temperature = question.temperature if config.temperature is None else config.temperature
     messages: list[dict[str, str]] = []
     answers: list[str] = []
     for turn in question.turns:
         messages.append({"role": "user", "content": turn})
-        reply = await client.chat(
-            model, messages, temperature=temperature, max_tokens=config.max_tokens
-        )
+        reply = await client.chat(messages, temperature=temperature, max_tokens=config.max_tokens)
         answers.append(reply.text.strip())
         messages.append({"role": "assistant", "content": answers[-1]})
     return answers
@@ -91,14 +89,19 @@ async def answer_model(
         return report
     path.parent.mkdir(parents=True, exist_ok=True)
     limit = asyncio.Semaphore(config.concurrency)
-    client = ChatClient(
-        api, api_key, timeout=config.timeout, max_retries=config.max_retries, transport=transport
+    client = OpenAIClient(
+        api,
+        model,
+        api_key=api_key,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+        transport=transport,
     )
 
     async def one(question: Question) -> tuple[Question, list[str] | str]:
         async with limit:
             try:
-                return question, await answer_question(client, model, question, config)
+                return question, await answer_question(client, question, config)
             except ApiError as exc:
                 return question, str(exc)
 

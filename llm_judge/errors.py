@@ -9,14 +9,6 @@ class QuestionFileError(FastChatLiteError):
     """A question, answer, judgment or vote file is missing or has a malformed record."""
 
 
-class ApiError(FastChatLiteError):
-    """An OpenAI-compatible endpoint refused a request, or kept failing after every retry."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 class VerdictError(FastChatLiteError, ValueError):
     """A judge's reply does not hold a verdict in the format its prompt asked for."""
 

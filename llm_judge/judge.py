@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastchat_lite.errors import ApiError
 from fastchat_lite.io import iter_records
-from llm_judge.client import ChatClient
+from fastchat_lite.openai_client import OpenAIClient
 from llm_judge.config import JudgeConfig, answer_path, bench_dir
-from llm_judge.errors import ApiError, QuestionFileError, VerdictError
+from llm_judge.errors import QuestionFileError, VerdictError
 from llm_judge.prompts import PROMPT_VERSION, JudgePrompt, pair_prompt, single_prompt
 from llm_judge.questions import (
     REFERENCE_CATEGORIES,
@@ -185,7 +186,7 @@ def parse_verdict(verdict: str, text: str) -> dict[str, Any]:
     return {"score_a": score_a, "score_b": score_b, "winner": winner_of_scores(score_a, score_b)}
 
 
-async def judge_one(client: ChatClient, config: JudgeConfig, task: JudgeTask) -> dict[str, Any]:
+async def judge_one(client: OpenAIClient, config: JudgeConfig, task: JudgeTask) -> dict[str, Any]:
     """One judgment record: ``status`` ok with the verdict, or failed with ``error``."""
     record: dict[str, Any] = {
         "key": task.key,
@@ -201,10 +202,7 @@ async def judge_one(client: ChatClient, config: JudgeConfig, task: JudgeTask) ->
     for _attempt in range(config.parse_retries + 1):
         try:
             reply = await client.chat(
-                config.judge_model,
-                task.prompt.messages,
-                temperature=0.0,
-                max_tokens=config.max_tokens,
+                task.prompt.messages, temperature=0.0, max_tokens=config.max_tokens
             )
         except ApiError as exc:
             problems.append(str(exc))
@@ -227,9 +225,10 @@ async def _judge_all(
     from tqdm.auto import tqdm
 
     limit = asyncio.Semaphore(config.concurrency)
-    client = ChatClient(
+    client = OpenAIClient(
         config.judge_api,
-        config.api_key(),
+        config.judge_model,
+        api_key=config.api_key(),
         timeout=config.timeout,
         max_retries=config.max_retries,
         transport=transport,

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from data_prep.generate.client import TeacherClient, TeacherError
 from data_prep.generate.filters import RejectReason, blacklist_pattern, check_task
 from data_prep.generate.journal import journal_path
 from data_prep.generate.parse import parse_reply
@@ -27,6 +26,8 @@ from data_prep.generate.similarity import (
 )
 from data_prep.generate.tasks import Task, load_seed_tasks
 from fastchat_lite.cli import main
+from fastchat_lite.errors import ApiError
+from fastchat_lite.openai_client import OpenAIClient
 from fastchat_lite.processes import free_port
 
 rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
@@ -352,8 +353,8 @@ def test_client_backs_off_on_429_and_5xx_then_reads_the_reply():
 
     async def ask():
         transport = httpx.MockTransport(handler)
-        async with TeacherClient("http://t", "m", mode="completion", transport=transport) as c:
-            return await c.complete("prompt", max_tokens=5), c.retries
+        async with OpenAIClient("http://t", "m", transport=transport) as c:
+            return await c.complete("prompt", max_tokens=5), c.usage.retries
 
     reply, retries = asyncio.run(ask())
     assert (reply.text, reply.finish_reason, retries) == ("hi", "length", 2)
@@ -371,10 +372,10 @@ def test_client_fails_at_once_on_a_refused_request():
 
     async def ask():
         transport = httpx.MockTransport(handler)
-        async with TeacherClient("http://t/v1/", "m", transport=transport) as client:
-            await client.complete("prompt")
+        async with OpenAIClient("http://t/v1/", "m", transport=transport) as client:
+            await client.chat([{"role": "user", "content": "prompt"}])
 
-    with pytest.raises(TeacherError, match="HTTP 401: bad key"):
+    with pytest.raises(ApiError, match="HTTP 401: bad key"):
         asyncio.run(ask())
     assert calls == ["/v1/chat/completions"]
 

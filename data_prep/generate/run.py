@@ -28,7 +28,7 @@ from data_prep.generate.tasks import Task, load_seed_tasks
 from fastchat_lite.errors import FastChatLiteError
 
 if TYPE_CHECKING:  # the client (httpx) is imported when a run starts, not for --help
-    from data_prep.generate.client import Reply, TeacherClient
+    from fastchat_lite.openai_client import Completion, OpenAIClient
 
 LANGS = ("en", "zh")
 API_MODES = ("chat", "completion")
@@ -138,7 +138,7 @@ class Generation:
         prompt = build_prompt(examples, config.tasks_per_request, config.lang, config.api_mode)
         return prompt, len(examples) + 1
 
-    def _screen(self, reply: Reply, first: int) -> list[Task | Rejected]:
+    def _screen(self, reply: Completion, first: int) -> list[Task | Rejected]:
         """The reply's pieces in order: tasks that pass the checks before similarity, and a
         :class:`Rejected` for everything else."""
         config = self.config
@@ -154,7 +154,7 @@ class Generation:
                     items[n] = Rejected(failed[0], failed[1], item.instruction)
         return items
 
-    def absorb(self, reply: Reply, first: int) -> None:
+    def absorb(self, reply: Completion, first: int) -> None:
         """Parse, filter and score one reply; append what it adds to ``OUT`` and the journal."""
         items: list[Task | Rejected | None] = list(self._screen(reply, first))
         candidates = [(n, item) for n, item in enumerate(items) if isinstance(item, Task)]
@@ -171,7 +171,7 @@ class Generation:
             items[n] = Rejected(reason, detail, task.instruction)
         self._commit([item for item in items if item is not None], items.count(None), reply)
 
-    def _commit(self, outcomes: list[Task | Rejected], over_target: int, reply: Reply) -> None:
+    def _commit(self, outcomes: list[Task | Rejected], over_target: int, reply: Completion) -> None:
         """``outcomes`` in reply order: the report index of each is its position in the run."""
         tally, notes = self.drops.tally, self.drops.tally.notes
         accepted = [item for item in outcomes if isinstance(item, Task)]
@@ -211,7 +211,16 @@ class Generation:
         return task.to_alpaca()
 
 
-async def _ask_until_done(generation: Generation, client: TeacherClient) -> None:
+async def _ask_teacher(
+    client: OpenAIClient, mode: str, prompt: str, sampling: dict[str, Any]
+) -> Completion:
+    """``prompt`` as the user's message (chat mode) or as text to continue (completion mode)."""
+    if mode == "chat":
+        return await client.chat([{"role": "user", "content": prompt}], **sampling)
+    return await client.complete(prompt, **sampling)
+
+
+async def _ask_until_done(generation: Generation, client: OpenAIClient) -> None:
     config = generation.config
     stop = [f"### {LABELS[config.lang].task} {config.prompt_tasks + config.tasks_per_request + 1}"]
     sampling = {"temperature": config.temperature, "top_p": config.top_p}
@@ -220,7 +229,7 @@ async def _ask_until_done(generation: Generation, client: TeacherClient) -> None
     async def worker() -> None:
         while (next_prompt := generation.next_prompt()) is not None:
             prompt, first = next_prompt
-            reply = await client.complete(prompt, **sampling)
+            reply = await _ask_teacher(client, config.api_mode, prompt, sampling)
             generation.absorb(reply, first)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, config.concurrency))]
@@ -242,12 +251,13 @@ def generate_file(
 ) -> Tally:
     """Grow ``out_path`` to ``config.num`` accepted tasks (resuming from its journal).
 
-    Raises :class:`TeacherError` when the teacher refuses or keeps failing (what was accepted
-    before stays; run again to resume), :class:`ResumeError`, :class:`SeedTaskError`.
+    Raises :class:`~fastchat_lite.errors.ApiError` when the teacher refuses or keeps failing
+    (what was accepted before stays; run again to resume), :class:`ResumeError`,
+    :class:`SeedTaskError`.
     """
     from tqdm import tqdm
 
-    from data_prep.generate.client import TeacherClient
+    from fastchat_lite.openai_client import OpenAIClient
 
     if not config.api or not config.model:
         raise FastChatLiteError("data generate needs --api URL and --model NAME (the teacher)")
@@ -265,8 +275,15 @@ def generate_file(
 
     generation.on_commit = show
     api_key = config.api_key or os.environ.get("OPENAI_API_KEY")
-    client = TeacherClient(config.api, config.model, mode=config.api_mode, api_key=api_key,
-                           max_retries=config.max_retries, transport=transport)  # fmt: skip
+    client = OpenAIClient(
+        config.api,
+        config.model,
+        api_key=api_key,
+        timeout=300.0,  # a batch of 17 tasks is a long reply
+        max_retries=config.max_retries,
+        max_backoff=60.0,
+        transport=transport,
+    )
     try:
         asyncio.run(_run_client(generation, client))
     finally:
@@ -280,6 +297,6 @@ def generate_file(
     return tally
 
 
-async def _run_client(generation: Generation, client: TeacherClient) -> None:
+async def _run_client(generation: Generation, client: OpenAIClient) -> None:
     async with client:
         await _ask_until_done(generation, client)
