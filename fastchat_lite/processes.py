@@ -45,6 +45,18 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 def port_or_free(requested: int, host: str = LOOPBACK) -> int:
     """``requested`` if it can be bound now, else any free port (callers tell the user which)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -1,8 +1,10 @@
 """``fastchat-lite serve {controller,worker,api,local,web}``: one subcommand per process.
 
 Each takes its options from its config dataclass in :mod:`serve.config`, as flags or from
-``--config YAML`` (flags win). Heavy imports (torch, fastapi, uvicorn) happen inside the
-``run_*`` functions so that ``fastchat-lite --help`` stays fast.
+``--config YAML`` (flags win); secrets left unset come from the environment
+(``FASTCHAT_LITE_WORKER_SECRET``, ``FASTCHAT_LITE_UPSTREAM_API_KEY``). Heavy imports (torch,
+fastapi, uvicorn) happen inside the ``run_*`` functions so that ``fastchat-lite --help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from fastchat_lite.config import add_config_arguments, build_config
 from fastchat_lite.errors import FastChatLiteError
-from serve.config import ApiConfig, ControllerConfig, LocalConfig, WorkerConfig
+from serve.config import ApiConfig, ControllerConfig, LocalConfig, WorkerConfig, secrets_from_env
 
 
 def serve_app(app: Any, host: str, port: int) -> int:
@@ -37,20 +39,27 @@ def _logging() -> None:
 
 
 def run_controller(args: argparse.Namespace) -> int:
+    from serve.auth import check_exposure
     from serve.cluster.controller import create_app
 
-    config = build_config(ControllerConfig, args, args.config)
+    config = secrets_from_env(build_config(ControllerConfig, args, args.config))
+    check_exposure("controller", config.host, config.worker_secret, config.insecure)
     _logging()
     print(f"controller listening on http://{config.host}:{config.port}", flush=True)
     return serve_app(create_app(config), config.host, config.port)
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from serve.auth import check_exposure
     from serve.cluster.worker import build_service, create_app
 
-    config = build_config(WorkerConfig, args, args.config)
-    if not config.model:
-        raise FastChatLiteError("serve worker needs --model DIR (a local Hugging Face model)")
+    config = secrets_from_env(build_config(WorkerConfig, args, args.config))
+    if bool(config.model) == bool(config.upstream):
+        raise FastChatLiteError(
+            "serve worker needs --model DIR (a local Hugging Face model) or --upstream URL "
+            "(an OpenAI-compatible server), not both"
+        )
+    check_exposure("worker", config.host, config.worker_secret, config.insecure)
     _logging()
     service = build_service(config)
     print(
@@ -64,7 +73,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_api(args: argparse.Namespace) -> int:
     from serve.openai.app import create_app
 
-    config = build_config(ApiConfig, args, args.config)
+    config = secrets_from_env(build_config(ApiConfig, args, args.config))
     _logging()
     print(f"OpenAI-compatible API on http://{config.host}:{config.port}/v1", flush=True)
     return serve_app(create_app(config), config.host, config.port)

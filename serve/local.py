@@ -1,10 +1,13 @@
 """``fastchat-lite serve local``: controller + worker + API (+ web demo) on one machine.
 
-Each part runs as its own process (the same commands a multi-machine deployment runs), on
-127.0.0.1 by default, with free ports picked for the controller and worker, and its flags
-derived from its section of :class:`~serve.config.LocalConfig`. The API (and web demo) start
-only after the worker has loaded the model and registered, so the API port being open means the
-model is served.
+Each part runs as its own process (the same commands a multi-machine deployment runs), with
+free ports picked for the controller and worker, and its flags derived from its section of
+:class:`~serve.config.LocalConfig`. Only the API and web demo listen on ``--host``: the
+controller and worker always bind 127.0.0.1, and share a worker secret (``--worker-secret``, else
+``$FASTCHAT_LITE_WORKER_SECRET``, else a random one) that the children get through their
+environment, never their command line, so ``ps`` does not show it (the upstream's API key
+too). The API (and web demo) start only after the worker has loaded the model and registered,
+so the API port being open means the model is served.
 Once ready, the launcher supervises: a child that exits (a worker killed by the OOM killer, a
 crashed API) is restarted on the same port after a backoff of 1, 2, 4, ... s (at most 30 s),
 with the reason (exit code or signal) in the log; meanwhile the API answers 503 with
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -30,6 +35,7 @@ from fastchat_lite.config import config_to_argv
 from fastchat_lite.errors import FastChatLiteError
 from fastchat_lite.model_loading import check_model_dir
 from fastchat_lite.processes import (
+    LOOPBACK,
     cli_argv,
     exit_reason,
     fetch_json,
@@ -40,7 +46,8 @@ from fastchat_lite.processes import (
     stop,
     wait_until,
 )
-from serve.config import LocalConfig
+from serve.auth import worker_secret_headers
+from serve.config import SECRET_ENV, WORKER_SECRET_ENV, LocalConfig
 
 READY_TIMEOUT = 600.0
 GRACE_SECONDS = 5.0
@@ -58,49 +65,81 @@ def web_available() -> bool:
 
 
 def child_configs(config: LocalConfig, controller_port: int, worker_port: int) -> dict[str, Any]:
-    """``serve`` subcommand -> its config, placed on ``config.host`` and wired to the
-    controller; no web demo with ``no_web`` or without gradio installed."""
+    """``serve`` subcommand -> its config: the controller and worker on 127.0.0.1, the API and
+    web demo on ``config.host``, all wired to the controller and sharing its worker secret; no
+    web demo with ``no_web`` or without gradio installed."""
     place = dataclasses.replace
-    controller = f"http://{config.host}:{controller_port}"
+    controller = f"http://{LOOPBACK}:{controller_port}"
+    secret = config.controller.worker_secret
     children: dict[str, Any] = {
-        "controller": place(config.controller, host=config.host, port=controller_port),
+        "controller": place(config.controller, host=LOOPBACK, port=controller_port),
         "worker": place(
             config.worker,
-            host=config.host,
+            host=LOOPBACK,
             port=worker_port,
             controller=controller,
-            worker_secret=config.controller.worker_secret,
+            worker_secret=secret,
             max_body_bytes=2 * config.api.max_body_bytes,  # the API re-encodes what it forwards
         ),
-        "api": place(config.api, host=config.host, port=config.port, controller=controller),
     }
+    public = {"host": config.host, "controller": controller, "worker_secret": secret}
+    children["api"] = place(config.api, port=config.port, **public)
     if not config.no_web and web_available():
-        children["web"] = place(
-            config.web, host=config.host, port=config.web_port, controller=controller
-        )
+        children["web"] = place(config.web, port=config.web_port, **public)
     return children
+
+
+def _without_secrets(child: Any) -> Any:
+    unset = {name: None for name in SECRET_ENV if hasattr(child, name)}
+    return dataclasses.replace(child, **unset)
 
 
 def build_commands(
     config: LocalConfig, controller_port: int, worker_port: int
 ) -> dict[str, list[str]]:
-    """Name -> argv (after ``fastchat-lite``) of each process to start."""
+    """Name -> argv (after ``fastchat-lite``) of each process to start; secrets are left out
+    (see :func:`child_env`)."""
     children = child_configs(config, controller_port, worker_port)
-    return {name: ["serve", name, *config_to_argv(child)] for name, child in children.items()}
+    return {
+        name: ["serve", name, *config_to_argv(_without_secrets(child))]
+        for name, child in children.items()
+    }
 
 
-def _registered_models(controller_url: str) -> list[str]:
-    body = fetch_json(f"{controller_url}/list_models", payload={})
+def child_env(config: LocalConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The children's environment: ``base`` (ours) plus the secrets their argv leaves out."""
+    env = dict(os.environ if base is None else base)
+    sources = {"worker_secret": config.controller, "upstream_api_key": config.worker}
+    for name, section in sources.items():
+        if value := getattr(section, name):
+            env[SECRET_ENV[name]] = value
+    return env
+
+
+def _registered_models(controller_url: str, secret: str | None) -> list[str]:
+    headers = worker_secret_headers(secret)
+    body = fetch_json(f"{controller_url}/list_models", payload={}, headers=headers)
     return list(body["models"]) if isinstance(body, dict) and "models" in body else []
 
 
 def run_local(config: LocalConfig) -> int:
-    if not config.worker.model:
-        raise FastChatLiteError("serve local needs --model DIR (a local Hugging Face model)")
-    check_model_dir(config.worker.model)
-    config.worker.model = str(Path(config.worker.model).resolve())
-    controller_port = config.controller_port or free_port(config.host)
-    worker_port = config.worker_port or free_port(config.host)
+    if bool(config.worker.model) == bool(config.worker.upstream):
+        raise FastChatLiteError(
+            "serve local needs --model DIR (a local Hugging Face model) or --upstream URL "
+            "(an OpenAI-compatible server), not both"
+        )
+    if config.worker.model:
+        check_model_dir(config.worker.model)
+        config.worker.model = str(Path(config.worker.model).resolve())
+    config.controller.worker_secret = (
+        config.controller.worker_secret
+        or os.environ.get(WORKER_SECRET_ENV)
+        or secrets.token_urlsafe(32)
+    )
+    if config.worker.upstream_api_key is None:
+        config.worker.upstream_api_key = os.environ.get(SECRET_ENV["upstream_api_key"])
+    controller_port = config.controller_port or free_port(LOOPBACK)
+    worker_port = config.worker_port or free_port(LOOPBACK)
     children: dict[str, subprocess.Popen] = {}
     try:
         with sigterm_as_interrupt():
@@ -121,14 +160,19 @@ def _start_and_watch(
     """Start the children into ``children`` (the caller stops them) and supervise them; return
     1 when one keeps dying."""
     commands = build_commands(config, controller_port, worker_port)
-    supervisor = Supervisor(commands, children)
+    env = child_env(config)
+    supervisor = Supervisor(commands, children, launch=lambda args: spawn(cli_argv(args), env=env))
     for name in ("controller", "worker"):
         supervisor.start(name)
     # The API and web demo start only once the model is registered, so the API's port
     # opening means "ready": a load balancer probing GET /v1/models never sees an empty list.
-    controller_url = f"http://{config.host}:{controller_port}"
+    controller_url = f"http://{LOOPBACK}:{controller_port}"
+    secret = config.controller.worker_secret
     model = wait_until(
-        lambda: _registered_models(controller_url), children, "the worker", timeout=READY_TIMEOUT
+        lambda: _registered_models(controller_url, secret),
+        children,
+        "the worker",
+        timeout=READY_TIMEOUT,
     )[0]
     early = dict(children)  # controller and worker
     for name in commands:

@@ -20,7 +20,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from test_serve_stack import API_KEY, HI, chat, running_stack
+from test_serve_stack import API_KEY, HI, SECRET, chat, running_stack
 
 from serve.cluster.client import ServeClient
 from serve.cluster.protocol import GenerateRequest
@@ -274,7 +274,10 @@ def test_an_oversized_body_gets_413_at_once_while_others_are_served_and_the_work
     assert response.json()["error"]["code"] == "request_too_large"
     assert elapsed < 1, f"the 413 took {elapsed:.1f} s"
     assert replies and replies[0]
-    workers = httpx.get(f"{stack.controller_url}/status").json()["workers"]
+    status = httpx.get(
+        f"{stack.controller_url}/status", headers={"Authorization": f"Bearer {SECRET}"}
+    )
+    workers = status.json()["workers"]
     assert [w["model_names"] for w in workers] == [["tiny"]]
 
 

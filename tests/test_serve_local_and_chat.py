@@ -18,8 +18,15 @@ from fastchat_lite.cli import build_parser
 from fastchat_lite.config import build_config, config_to_argv
 from fastchat_lite.processes import free_port
 from serve.chat_cli import chat_loop
-from serve.config import ApiConfig, ControllerConfig, LocalConfig, WebConfig, WorkerConfig
-from serve.local import build_commands, child_configs
+from serve.config import (
+    ApiConfig,
+    ControllerConfig,
+    LocalConfig,
+    WebConfig,
+    WorkerConfig,
+    secrets_from_env,
+)
+from serve.local import build_commands, child_configs, child_env
 
 CHILD_CONFIGS = {
     "controller": ControllerConfig, "worker": WorkerConfig, "api": ApiConfig, "web": WebConfig,
@@ -49,13 +56,13 @@ def alive(pid: int) -> bool:
 class Launcher:
     """A running `serve local --no-web` and the file its log (stdout and stderr) goes to."""
 
-    def __init__(self, model_dir: Path, log_path: Path) -> None:
+    def __init__(self, model_dir: Path, log_path: Path, *flags: str) -> None:
         self.port = free_port()
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "fastchat_lite.cli", "serve", "local", "--model",
-                 str(model_dir), "--port", str(self.port), "--no-web"],
+                 str(model_dir), "--port", str(self.port), "--no-web", *flags],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -173,10 +180,14 @@ def test_serve_local_passes_the_vote_file_to_the_web_demo(monkeypatch):
 
 
 def _children_as_parsed(config: LocalConfig, controller_port: int, worker_port: int) -> dict:
-    """Each child's config as that child's own `serve` command would build it from its argv."""
+    """Each child's config as that child's own `serve` command would build it from its argv
+    and the environment `serve local` gives it."""
     commands = build_commands(config, controller_port, worker_port)
+    env = child_env(config, base={})
     return {
-        name: build_config(CHILD_CONFIGS[name], build_parser().parse_args(argv))
+        name: secrets_from_env(
+            build_config(CHILD_CONFIGS[name], build_parser().parse_args(argv)), env
+        )
         for name, argv in commands.items()
     }
 
@@ -197,15 +208,15 @@ def test_serve_local_yaml_reaches_each_child_and_flags_override_it(tmp_path, mon
     assert args.run(args) == 0
     children = _children_as_parsed(captured[0], 7001, 7002)
     controller, worker, api, web = (children[n] for n in ("controller", "worker", "api", "web"))
-    assert (controller.host, controller.port, controller.dispatch) == ("0.0.0.0", 7001, "lottery")
+    assert (controller.host, controller.port, controller.dispatch) == ("127.0.0.1", 7001, "lottery")
     assert (worker.model, worker.dtype, worker.threads, worker.context_length) == (
         "/models/m", "fp16", 3, 512,
     )  # fmt: skip
-    assert controller.worker_secret == worker.worker_secret == "s3cret"
-    assert (worker.host, worker.port) == ("0.0.0.0", 7002)
-    assert worker.controller == api.controller == web.controller == "http://0.0.0.0:7001"
-    assert (api.port, api.api_key) == (8101, ["k1", "k2"])
-    assert (web.port, web.vote_file) == (8102, "votes.jsonl")
+    assert {c.worker_secret for c in children.values()} == {"s3cret"}
+    assert (worker.host, worker.port) == ("127.0.0.1", 7002)  # internal: loopback only
+    assert worker.controller == api.controller == web.controller == "http://127.0.0.1:7001"
+    assert (api.host, api.port, api.api_key) == ("0.0.0.0", 8101, ["k1", "k2"])
+    assert (web.host, web.port, web.vote_file) == ("0.0.0.0", 8102, "votes.jsonl")
 
 
 def test_every_worker_option_works_under_serve_local(monkeypatch):
@@ -213,7 +224,7 @@ def test_every_worker_option_works_under_serve_local(monkeypatch):
     worker = WorkerConfig(
         model="/m", model_name="n", template="vicuna", worker_address="http://10.0.0.2:9",
         max_batch_size=3, device="cuda", dtype="bf16", backend="vllm", context_length=99,
-        threads=2,
+        threads=2, upstream="http://10.0.0.3:8000/v1", upstream_model="m", upstream_api_key="k",
     )  # fmt: skip
     config = LocalConfig(
         host="0.0.0.0",
@@ -228,8 +239,9 @@ def test_every_worker_option_works_under_serve_local(monkeypatch):
     expected = child_configs(config, 7001, 7002)
     assert _children_as_parsed(config, 7001, 7002) == expected
     defaults = vars(WorkerConfig())
-    unchanged = [k for k, v in vars(expected["worker"]).items() if v == defaults[k]]
-    assert not unchanged, "give every WorkerConfig field a non-default value in this test"
+    unchanged = {k for k, v in vars(expected["worker"]).items() if v == defaults[k]}
+    pinned = {"host", "insecure"}  # serve local keeps the worker on loopback, whatever --host says
+    assert unchanged == pinned, "give every WorkerConfig field a non-default value in this test"
 
 
 def test_serve_controller_takes_a_yaml_config_and_flags_win(tmp_path, monkeypatch):

@@ -82,7 +82,7 @@ class Stack:
     def start_api(self) -> None:
         self.procs["api"] = spawn(
             "api", "--controller", self.controller_url, "--port", str(self.api_port),
-            "--api-key", API_KEY, "other-key", "--worker-timeout", "20",
+            "--api-key", API_KEY, "other-key", "--worker-timeout", "20", "--worker-secret", SECRET,
         )  # fmt: skip
 
     def client(self, key: str = API_KEY):
@@ -92,7 +92,8 @@ class Stack:
         return [m.id for m in self.client().models.list().data] == ["tiny"]
 
     def worker_status(self) -> dict:
-        return httpx.get(f"{self.worker_url}/worker_status", timeout=5).json()
+        headers = {"Authorization": f"Bearer {SECRET}"}
+        return httpx.get(f"{self.worker_url}/worker_status", headers=headers, timeout=5).json()
 
 
 def running_stack(model_dir) -> Iterator[Stack]:

@@ -5,6 +5,7 @@ A request asks the controller for a worker address, then streams NDJSON
 connection is reported to the controller (which drops it at once) and the request is retried on
 another worker, so a dead worker costs one fast round trip, not a timeout. Closing a stream early
 closes the HTTP response, which makes the worker cancel the sequence and free its slot.
+With ``worker_secret``, every call to the controller and the workers carries it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from serve.auth import worker_secret_headers
 from serve.cluster.protocol import (
     GenerateChunk,
     GenerateRequest,
@@ -56,9 +58,11 @@ class ServeClient:
         *,
         timeout: float = 60.0,
         http: httpx.AsyncClient | None = None,
+        worker_secret: str | None = None,
     ) -> None:
         self.controller_url = controller_url.rstrip("/")
         self.timeout = timeout
+        self._headers = worker_secret_headers(worker_secret)
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=5.0),
@@ -72,7 +76,9 @@ class ServeClient:
 
     async def _controller(self, path: str, payload: dict[str, Any]) -> bytes:
         try:
-            response = await self._http.post(f"{self.controller_url}{path}", json=payload)
+            response = await self._http.post(
+                f"{self.controller_url}{path}", json=payload, headers=self._headers
+            )
         except httpx.HTTPError as exc:
             raise ServeError(
                 f"controller at {self.controller_url} is unreachable ({type(exc).__name__}); "
@@ -119,7 +125,8 @@ class ServeClient:
             worker = await self.get_worker(model)
             url = f"{worker.address}/worker_generate_stream"
             try:
-                async with self._http.stream("POST", url, json=payload) as response:
+                stream = self._http.stream("POST", url, json=payload, headers=self._headers)
+                async with stream as response:
                     if response.status_code != 200:
                         _raise_for_error_body(response, await response.aread(), "worker")
                     async for chunk in self._read_chunks(response, worker.address):

@@ -5,7 +5,10 @@ queue length. A worker silent for ``heartbeat_expiry`` seconds is dropped, and s
 client reports unreachable; a heartbeat from a worker the controller does not know (after an
 expiry or a controller restart) is answered ``known: false`` so the worker registers again.
 Dispatch picks the worker with the shortest queue relative to its capacity (counting requests
-dispatched since its last heartbeat), or a capacity-weighted lottery.
+dispatched since its last heartbeat), or a capacity-weighted lottery. With a worker secret,
+every route but ``/health`` needs it (``Authorization: Bearer SECRET``): registering, heartbeats,
+and also dispatch, status and failure reports, which would otherwise let anyone map the workers
+or take them out of rotation.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Request
 
-from serve.auth import require_bearer
+from serve.auth import require_worker_secret
 from serve.body_limit import install_body_limit
 from serve.cluster.protocol import (
     ControllerStatus,
@@ -137,13 +140,7 @@ class Controller:
             del self.workers[address]
 
 
-def _worker_secrets(request: Request) -> list[str]:
-    secret = request.app.state.worker_secret
-    return [secret] if secret else []
-
-
-# Registration and heartbeats need --worker-secret (when set); dispatch and status stay open.
-require_worker_secret = require_bearer(_worker_secrets, credential="worker secret")
+SECRET = {"dependencies": [Depends(require_worker_secret)]}  # every route but /health
 
 
 def create_app(config: ControllerConfig, *, controller: Controller | None = None) -> FastAPI:
@@ -156,33 +153,33 @@ def create_app(config: ControllerConfig, *, controller: Controller | None = None
     install_error_handlers(app)
     install_body_limit(app, config.max_body_bytes)
 
-    @app.post("/register_worker", dependencies=[Depends(require_worker_secret)])
+    @app.post("/register_worker", **SECRET)
     async def register_worker(
         req: RegisterWorkerRequest, request: Request
     ) -> RegisterWorkerResponse:
         return request.app.state.controller.register(req)
 
-    @app.post("/heartbeat", dependencies=[Depends(require_worker_secret)])
+    @app.post("/heartbeat", **SECRET)
     async def heartbeat(req: HeartbeatRequest, request: Request) -> HeartbeatResponse:
         return request.app.state.controller.heartbeat(req)
 
-    @app.post("/list_models")
+    @app.post("/list_models", **SECRET)
     async def list_models(request: Request) -> ListModelsResponse:
         return ListModelsResponse(models=request.app.state.controller.list_models())
 
-    @app.post("/get_worker_address")
+    @app.post("/get_worker_address", **SECRET)
     async def get_worker_address(
         req: WorkerAddressRequest, request: Request
     ) -> WorkerAddressResponse:
         worker = request.app.state.controller.pick(req.model)
         return WorkerAddressResponse(address=worker.address, context_length=worker.context_length)
 
-    @app.post("/report_failure")
+    @app.post("/report_failure", **SECRET)
     async def report_failure(req: ReportFailureRequest, request: Request) -> dict[str, bool]:
         request.app.state.controller.remove(req.worker_address)
         return {"removed": True}
 
-    @app.get("/status")
+    @app.get("/status", **SECRET)
     async def status(request: Request) -> ControllerStatus:
         return request.app.state.controller.status()
 

@@ -1,4 +1,4 @@
-"""The model worker: one model behind a batching engine, streaming NDJSON to its callers.
+"""The model worker: one model behind an engine, streaming NDJSON to its callers.
 
 ``POST /worker_generate_stream`` takes a :class:`~serve.cluster.protocol.GenerateRequest` and
 answers one :class:`~serve.cluster.protocol.GenerateChunk` per line. Prompt errors (bad
@@ -9,6 +9,11 @@ alone shows it cannot fit the context is refused before any tokenizing. Bodies o
 ``--max-body-bytes`` are refused with 413 before they are parsed. If the caller disconnects, the
 stream's ``finally`` cancels the sequence so its batch slot is freed at the next step (counted in
 ``/worker_status`` as ``aborted``). A background task registers with the controller and heartbeats.
+
+With ``--upstream URL`` the engine is another OpenAI-compatible server
+(:mod:`serve.engine.upstream`): :class:`UpstreamService` forwards the request's text, and the
+upstream's refusals (a 4xx) are answered before streaming starts, like ours. With a worker
+secret every route but ``/health`` needs ``Authorization: Bearer SECRET``.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
+from serve.auth import require_worker_secret, worker_secret_headers
 from serve.body_limit import install_body_limit
 from serve.cluster.protocol import (
     GenerateChunk,
@@ -37,11 +43,10 @@ from serve.cluster.protocol import (
     WorkerStatus,
 )
 from serve.config import WorkerConfig
-from serve.engine.backends import load_engine
-from serve.engine.base import Engine, EngineOutput
+from serve.engine.base import Engine, EngineOutput, TextEngine
 from serve.engine.prompting import PromptBuilder, without_reply_lead
 from serve.error_handlers import install_error_handlers
-from serve.errors import ContextLengthError, ServeError
+from serve.errors import ContextLengthError, ServeError, WorkerFailedError
 from serve.schemas import SamplingParams
 
 log = logging.getLogger(__name__)
@@ -55,14 +60,13 @@ class Prepared(NamedTuple):
     lead: str  # template text the model emits before the reply, stripped from the output
 
 
-class WorkerService:
-    """Turns generate requests into engine streams (the HF engine or the vLLM adapter)."""
+class StreamingService:
+    """What the routes need of a service: status, and NDJSON streams of prepared requests.
+    Subclasses say how a request is prepared (``prepare_off_loop``) and generated."""
 
-    def __init__(self, engine: Engine, prompts: PromptBuilder, model_names: list[str]) -> None:
+    def __init__(self, engine: Engine | TextEngine, model_names: list[str]) -> None:
         self.engine = engine
-        self.prompts = prompts
         self.model_names = model_names
-        self._prepare_pool = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="prepare")
 
     @property
     def context_length(self) -> int:
@@ -79,6 +83,53 @@ class WorkerService:
             waiting=waiting,
             aborted=self.engine.aborted,
         )
+
+    async def prepare_off_loop(self, request: GenerateRequest) -> Any:
+        """What :meth:`generate` needs; raises 400-class errors before streaming starts."""
+        raise NotImplementedError
+
+    def generate(self, prepared: Any) -> AsyncIterator[EngineOutput]:
+        raise NotImplementedError
+
+    async def stream(self, prepared: Any) -> AsyncIterator[bytes]:
+        """NDJSON chunks; an unexpected failure ends the stream with an error chunk instead of
+        a cut connection, so the caller can tell a failed request from a dead worker."""
+        try:
+            async for line in self._stream(prepared):
+                yield line
+        except ServeError as exc:
+            log.warning("request failed: %s", exc)
+            yield GenerateChunk.failure(exc).model_dump_json(exclude_defaults=True).encode() + b"\n"
+        except Exception as exc:
+            log.exception("request failed")
+            chunk = GenerateChunk.failure(ServeError(f"generation failed: {exc}"))
+            yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
+
+    async def _stream(self, prepared: Any) -> AsyncIterator[bytes]:
+        stream = self.generate(prepared)
+        async with contextlib.aclosing(stream):
+            async for out in stream:
+                if out.finish_reason == "error":
+                    chunk = GenerateChunk.failure(ServeError(out.error or "generation failed"))
+                else:
+                    chunk = GenerateChunk(
+                        text=out.text,
+                        finish_reason=out.finish_reason,
+                        prompt_tokens=out.prompt_tokens,
+                        completion_tokens=out.completion_tokens,
+                    )
+                yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
+
+
+class WorkerService(StreamingService):
+    """Turns generate requests into engine streams (the HF engine or the vLLM adapter)."""
+
+    engine: Engine
+
+    def __init__(self, engine: Engine, prompts: PromptBuilder, model_names: list[str]) -> None:
+        super().__init__(engine, model_names)
+        self.prompts = prompts
+        self._prepare_pool = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="prepare")
 
     def prepare(self, request: GenerateRequest) -> Prepared:
         """Prompt ids, params and reply lead; raises 400-class errors before streaming starts.
@@ -113,41 +164,56 @@ class WorkerService:
         outputs = self.engine.generate(prepared.ids, prepared.params)
         return without_reply_lead(outputs, prepared.lead)
 
-    async def stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
-        """NDJSON chunks; an unexpected failure ends the stream with an error chunk instead of
-        a cut connection, so the caller can tell a failed request from a dead worker."""
+
+class UpstreamService(StreamingService):
+    """Forwards generate requests to an OpenAI-compatible server (``--upstream``), which
+    templates them itself. Preparing opens the upstream request and waits for its first output,
+    so the upstream's refusals are answered with their own status, before streaming starts."""
+
+    engine: TextEngine
+
+    async def prepare_off_loop(self, request: GenerateRequest) -> AsyncIterator[EngineOutput]:
+        outputs = self.engine.generate_text(request.source, request.params)
         try:
-            async for line in self._stream(prepared):
-                yield line
-        except Exception as exc:
-            log.exception("request failed")
-            chunk = GenerateChunk.failure(ServeError(f"generation failed: {exc}"))
-            yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
+            first = await anext(outputs)
+        except StopAsyncIteration:
+            raise WorkerFailedError("the upstream ended the request without output") from None
+        except BaseException:
+            await outputs.aclose()
+            raise
+        return _prepend(first, outputs)
 
-    async def _stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
-        stream = self.generate(prepared)
-        async with contextlib.aclosing(stream):
-            async for out in stream:
-                if out.finish_reason == "error":
-                    chunk = GenerateChunk.failure(ServeError(out.error or "generation failed"))
-                else:
-                    chunk = GenerateChunk(
-                        text=out.text,
-                        finish_reason=out.finish_reason,
-                        prompt_tokens=out.prompt_tokens,
-                        completion_tokens=out.completion_tokens,
-                    )
-                yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
+    def generate(self, prepared: AsyncIterator[EngineOutput]) -> AsyncIterator[EngineOutput]:
+        return prepared
 
 
-def build_service(config: WorkerConfig) -> WorkerService:
-    """The service of one worker process: the engine for ``config.model``, named for clients."""
+async def _prepend(
+    first: EngineOutput, rest: AsyncIterator[EngineOutput]
+) -> AsyncIterator[EngineOutput]:
+    async with contextlib.aclosing(rest):
+        yield first
+        async for out in rest:
+            yield out
+
+
+def build_service(config: WorkerConfig) -> StreamingService:
+    """The service of one worker process: the engine for ``config.model`` (or the upstream
+    server of ``config.upstream``), named for clients."""
+    if config.upstream:
+        from serve.engine.upstream import connect_upstream
+
+        upstream = connect_upstream(config)
+        return UpstreamService(upstream, [config.model_name or upstream.model])
+    from serve.engine.backends import load_engine  # torch: only workers that run a model
+
     engine, prompts = load_engine(config)
     name = config.model_name or Path(config.model).resolve().name
     return WorkerService(engine, prompts, [name])
 
 
-async def _register(http: httpx.AsyncClient, config: WorkerConfig, service: WorkerService) -> float:
+async def _register(
+    http: httpx.AsyncClient, config: WorkerConfig, service: StreamingService
+) -> float:
     status = service.status()
     req = RegisterWorkerRequest(
         worker_address=config.address,
@@ -162,9 +228,9 @@ async def _register(http: httpx.AsyncClient, config: WorkerConfig, service: Work
     return RegisterWorkerResponse.model_validate_json(response.content).heartbeat_interval
 
 
-async def heartbeat_loop(config: WorkerConfig, service: WorkerService) -> None:
+async def heartbeat_loop(config: WorkerConfig, service: StreamingService) -> None:
     """Register, then heartbeat forever; re-register whenever the controller forgot us."""
-    headers = {"Authorization": f"Bearer {config.worker_secret}"} if config.worker_secret else {}
+    headers = worker_secret_headers(config.worker_secret)
     async with httpx.AsyncClient(
         base_url=config.controller, headers=headers, timeout=5.0, trust_env=False
     ) as http:
@@ -192,7 +258,9 @@ async def heartbeat_loop(config: WorkerConfig, service: WorkerService) -> None:
             await asyncio.sleep(interval)
 
 
-def create_app(config: WorkerConfig, *, service: WorkerService, register: bool = True) -> FastAPI:
+def create_app(
+    config: WorkerConfig, *, service: StreamingService, register: bool = True
+) -> FastAPI:
     """The worker's HTTP app around an already-built ``service`` (engine injected)."""
 
     @asynccontextmanager
@@ -206,16 +274,18 @@ def create_app(config: WorkerConfig, *, service: WorkerService, register: bool =
 
     app = FastAPI(title="fastchat-lite worker", lifespan=lifespan)
     app.state.service = service
+    app.state.worker_secret = config.worker_secret
     install_error_handlers(app)
     install_body_limit(app, config.max_body_bytes)
+    secret = [Depends(require_worker_secret)]
 
-    @app.post("/worker_generate_stream")
+    @app.post("/worker_generate_stream", dependencies=secret)
     async def generate_stream(req: GenerateRequest, request: Request) -> StreamingResponse:
-        service: WorkerService = request.app.state.service
+        service: StreamingService = request.app.state.service
         prepared = await service.prepare_off_loop(req)
         return StreamingResponse(service.stream(prepared), media_type="application/x-ndjson")
 
-    @app.get("/worker_status")
+    @app.get("/worker_status", dependencies=secret)
     async def worker_status(request: Request) -> WorkerStatus:
         return request.app.state.service.status()
 

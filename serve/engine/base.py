@@ -2,6 +2,8 @@
 
 Two engines satisfy it: :class:`~serve.engine.batching.GenerationEngine` (Hugging Face model,
 our continuous batching) and :class:`~serve.engine.backends.VllmEngine` (GPU, vLLM's batching).
+:class:`TextEngine` is the same contract for an engine that templates and tokenizes the request
+itself: :class:`~serve.engine.upstream.UpstreamEngine`, another OpenAI-compatible server.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from serve.schemas import SamplingParams, WorkerFinishReason
+from serve.schemas import ChatMessage, SamplingParams, WorkerFinishReason
 
 # "error": the engine failed the sequence; ``EngineOutput.error`` says why.
 EngineFinishReason = Literal[WorkerFinishReason, "error"]
@@ -60,4 +62,32 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Stop generating and release the model."""
+        ...
+
+
+class TextEngine(Protocol):
+    """Generates from a request's text (chat messages or a raw prompt), templating and
+    tokenizing it itself; the queue counters mean what they mean on :class:`Engine`."""
+
+    context_length: int
+    max_batch_size: int
+
+    @property
+    def running(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def aborted(self) -> int: ...
+
+    def generate_text(
+        self, source: str | list[ChatMessage], params: SamplingParams
+    ) -> AsyncIterator[EngineOutput]:
+        """Outputs of one sequence. A request the engine refuses raises ``ServeError`` (with the
+        status to answer) before the first output; closing the iterator early cancels it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
         ...

@@ -73,7 +73,9 @@ class RequestMetricsMiddleware:
 def create_app(config: ApiConfig, *, client: ServeClient | None = None) -> FastAPI:
     """The API app; ``client`` may be injected (tests), else one is built for the controller."""
     owned = client is None
-    client = client or ServeClient(config.controller, timeout=config.worker_timeout)
+    client = client or ServeClient(
+        config.controller, timeout=config.worker_timeout, worker_secret=config.worker_secret
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ import argparse
 import os
 
 from fastchat_lite.config import add_config_arguments, build_config
-from serve.config import DEFAULT_CONTROLLER_URL, DEFAULT_WEB_PORT, WebConfig
+from serve.config import DEFAULT_CONTROLLER_URL, DEFAULT_WEB_PORT, WebConfig, secrets_from_env
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = build_config(WebConfig, args, args.config)
+    config = secrets_from_env(build_config(WebConfig, args, args.config))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
 
     from serve.cluster.client import ServeClient
     from serve.web.app import build_demo
 
-    client = ServeClient(config.controller, timeout=config.request_timeout)
+    client = ServeClient(
+        config.controller, timeout=config.request_timeout, worker_secret=config.worker_secret
+    )
     demo = build_demo(client, max_input_chars=config.max_input_chars, vote_file=config.vote_file)
     print(f"web demo on http://{config.host}:{config.port} (controller {config.controller})")
     demo.queue(default_concurrency_limit=config.concurrency).launch(
