@@ -14,11 +14,13 @@ end the kept lines become ``OUT`` (renamed, or filtered by :mod:`data_prep.near_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -37,10 +39,14 @@ from data_prep.filters import (
 )
 from data_prep.html import html_to_markdown, looks_like_html
 from data_prep.normalize import (
+    DUPLICATE_ID_ACTIONS,
+    IdRegistry,
     RecordDropped,
     check_turns,
+    duplicate_ids_field,
     raw_turns,
     readable_record_id,
+    remove_control_chars,
     strip_noise,
     trim_ends,
 )
@@ -50,8 +56,10 @@ from data_prep.ui_chrome import (
     strip_ui_chrome,
     trim_final_ui_error,
 )
+from fastchat_lite.config import check_ranges
 from fastchat_lite.errors import FastChatLiteError, InputFileError
 from fastchat_lite.io import RawRecord, iter_records
+from fastchat_lite.processes import die_with_parent_hook
 
 
 @dataclass
@@ -59,14 +67,18 @@ class CleanConfig:
     """Options of ``fastchat-lite data clean`` (flags, YAML keys and defaults in one place)."""
 
     workers: int = field(
-        default=1, metadata={"help": "worker processes converting HTML (0 = one per CPU)"}
+        default=1,
+        metadata={"help": "worker processes converting HTML (0 = one per CPU)", "min": 0},
     )
     max_chars: int = field(
-        default=1_000_000, metadata={"help": "drop a record with a message longer than this"}
+        default=1_000_000,
+        metadata={"help": "drop a record with a message longer than this", "min": 1},
     )
-    min_turns: int = field(default=2, metadata={"help": "drop conversations with fewer turns"})
+    min_turns: int = field(
+        default=2, metadata={"help": "drop conversations with fewer turns", "min": 0}
+    )
     min_chars: int = field(
-        default=1, metadata={"help": "drop conversations with fewer characters in all"}
+        default=1, metadata={"help": "drop conversations with fewer characters in all", "min": 0}
     )
     lang: str | None = field(
         default=None, metadata={"help": "keep only these languages, e.g. 'en,zh' (langdetect)"}
@@ -89,13 +101,19 @@ class CleanConfig:
         default=None,
         metadata={
             "help": "also drop near-duplicates: MinHash Jaccard threshold, e.g. 0.9 (of each "
-            "group of similar conversations the longest is kept; needs datasketch)"
+            "group of similar conversations the longest is kept; needs datasketch)",
+            "gt": 0,
+            "max": 1,
         },
     )
-    chunk_size: int = field(default=32, metadata={"help": "records per work unit"})
+    duplicate_ids: str = duplicate_ids_field()
+    chunk_size: int = field(default=32, metadata={"help": "records per work unit", "min": 1})
     checkpoint_every: int = field(
         default=2000,
-        metadata={"help": "records between commits to OUT.partial/ (what --resume continues)"},
+        metadata={
+            "help": "records between commits to OUT.partial/ (what --resume continues)",
+            "min": 1,
+        },
     )
     resume: bool = field(
         default=False,
@@ -104,12 +122,9 @@ class CleanConfig:
 
     def validate(self) -> None:
         """Raise a FastChatLiteError naming the option for values that cannot run."""
-        if self.near_dup is not None and not 0.0 < self.near_dup <= 1.0:
-            raise FastChatLiteError(
-                f"--near-dup {self.near_dup}: expected a Jaccard similarity in (0, 1], e.g. 0.9"
-            )
-        if self.checkpoint_every < 1:
-            raise FastChatLiteError(f"--checkpoint-every {self.checkpoint_every}: must be >= 1")
+        check_ranges(self, "data clean")  # the CLI checked already; this is for API callers
+        if self.duplicate_ids not in DUPLICATE_ID_ACTIONS:
+            raise FastChatLiteError(f"--duplicate-ids {self.duplicate_ids!r}: suffix or drop")
         self.ui_error_phrases()  # an unreadable --ui-errors-file fails here, not in a worker
 
     def output_options(self, phrases: list[str]) -> dict[str, Any]:
@@ -155,7 +170,7 @@ class Outcome(NamedTuple):
 
     ``end``: the record's end in the input (bytes); ``chars``: characters of all turns;
     ``signature``: MinHash signature with ``--near-dup``; ``trimmed``: the reason a kept
-    record lost its final exchange (``ui_error``).
+    record lost its final exchange (``ui_error``); ``control_chars``: characters removed.
     """
 
     index: int
@@ -168,6 +183,7 @@ class Outcome(NamedTuple):
     chars: int = 0
     signature: bytes | None = None
     trimmed: str | None = None
+    control_chars: int = 0
 
 
 class Cleaner:
@@ -186,6 +202,7 @@ class Cleaner:
 
     def clean(self, raw: RawRecord) -> Outcome:
         rid, trimmed = None, False
+        self.control_chars = 0
         try:
             rid = readable_record_id(raw)
             turns = self.normalise(raw_turns(raw.value))
@@ -203,6 +220,7 @@ class Cleaner:
         kept = Outcome(
             raw.index, rid, line + "\n", content_digest(turns), None, "", raw.end, chars, signature
         )
+        kept = kept._replace(control_chars=self.control_chars)
         return kept._replace(trimmed=DropReason.UI_ERROR.value) if trimmed else kept
 
     def normalise(self, turns: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -219,6 +237,8 @@ class Cleaner:
         return turns
 
     def convert_value(self, role: str, text: str, i: int) -> str:
+        text, removed = remove_control_chars(text)
+        self.control_chars += removed
         text = strip_noise(text)
         if role != "gpt":
             return text  # human turns are plain text, whatever they contain
@@ -275,6 +295,41 @@ def _clean_chunk(chunk: list[RawRecord]) -> list[Outcome]:
     return [_WORKER_CLEANER.clean(raw) for raw in chunk]
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _worker_loop(
+    tasks: Any,
+    results: Any,
+    fn: Callable[[list[Any]], list[Any]],
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+    parent: int,
+) -> None:
+    """One worker process: ``fn`` over the chunks of ``tasks`` until ``None``, results (or the
+    exception raised) sent back in order. Ctrl-C and ``kill`` are the parent's to handle: a
+    worker ignores SIGINT and dies quietly on SIGTERM instead of printing a traceback, and
+    gets SIGTERM when the parent dies (Linux), even by SIGKILL: no orphan waits forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    hook = die_with_parent_hook()
+    if hook is not None:
+        hook()
+    if os.getppid() != parent:  # it died before the hook was set
+        return
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent at start
+    initializer(*initargs)
+    while (chunk := tasks.get()) is not None:
+        try:
+            reply: tuple[bool, Any] = (True, fn(chunk))
+        except Exception as exc:  # re-raised in the parent, like a single-process run
+            reply = (False, exc)
+        try:
+            results.send(reply)
+        except Exception as exc:  # an unpicklable exception or result
+            results.send((False, RuntimeError(f"worker could not send its result: {exc!r}")))
+
+
 def map_ordered(
     fn: Callable[[list[Any]], list[Any]],
     chunks: Iterable[list[Any]],
@@ -282,7 +337,14 @@ def map_ordered(
     initializer: Callable[..., None],
     initargs: tuple[Any, ...],
 ) -> Iterator[Any]:
-    """``fn`` over chunks in ``workers`` processes, results in input order, bounded in flight."""
+    """``fn`` over chunks in ``workers`` processes, results in input order, bounded in flight.
+
+    Chunk k goes to worker k % workers, each worker with its own task queue and result pipe,
+    so results come back in order by reading the pipes in turn, and no lock is shared between
+    processes: a worker killed by a signal cannot deadlock the others or the teardown (as it
+    can with ``multiprocessing.Pool``). When the caller stops (an error, Ctrl-C, ``kill``),
+    the workers are killed at once. Raises :class:`FastChatLiteError` if a worker dies.
+    """
     if workers <= 1:
         initializer(*initargs)
         for chunk in chunks:
@@ -290,14 +352,61 @@ def map_ordered(
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers, initializer, initargs) as pool:
-        pending: deque[Any] = deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(fn, (chunk,)))
+    procs, tasks, results = [], [], []
+    # Blocked while starting, so no worker runs the parent's SIGTERM handler before its own.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        for _ in range(workers):
+            task_queue = ctx.Queue()  # its feeder thread: put() never blocks the parent
+            reader, writer = ctx.Pipe(duplex=False)
+            args = (task_queue, writer, fn, initializer, initargs, os.getpid())
+            proc = ctx.Process(target=_worker_loop, args=args, daemon=True)
+            proc.start()
+            writer.close()
+            procs.append(proc)
+            tasks.append(task_queue)
+            results.append(reader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    try:
+        pending: deque[int] = deque()  # the worker of each chunk in flight, oldest first
+        for k, chunk in enumerate(chunks):
+            tasks[k % workers].put(chunk)
+            pending.append(k % workers)
             if len(pending) >= 4 * workers:
-                yield from pending.popleft().get()
+                yield from _result(procs[pending[0]], results[pending.popleft()])
         while pending:
-            yield from pending.popleft().get()
+            yield from _result(procs[pending[0]], results[pending.popleft()])
+        for task_queue in tasks:
+            task_queue.put(None)
+        for proc in procs:
+            proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+        for task_queue in tasks:
+            task_queue.cancel_join_thread()  # its reader is gone: do not wait to flush
+            task_queue.close()
+
+
+def _result(proc: Any, reader: Any) -> list[Any]:
+    """The next result of ``proc`` from its pipe; raises what the worker raised."""
+    from multiprocessing.connection import wait
+
+    wait([reader, proc.sentinel])
+    try:
+        ok, value = reader.recv()
+    except EOFError:
+        proc.join()
+        raise FastChatLiteError(
+            f"worker process {proc.pid} ended unexpectedly (exit code {proc.exitcode}); "
+            "the same command with --resume continues the run"
+        ) from None
+    if not ok:
+        raise value
+    return value
 
 
 class _GuardedReader:
@@ -394,6 +503,27 @@ def clean_file(
     return drops.tally
 
 
+def _keep(work: WorkDir, tally: Tally, ids: IdRegistry, outcome: Outcome, drops: DropLog) -> None:
+    """Keep a cleaned record that is no exact duplicate, under an id not used before (or
+    drop it as ``duplicate_id``, as ``--duplicate-ids`` says)."""
+    rid = outcome.record_id or ""
+    new_id = ids.claim(rid)
+    if new_id is None:
+        detail = f"id {rid!r} is taken by an earlier kept record"
+        work.drop(drops, outcome.index, rid, DropReason.DUPLICATE_ID, detail)
+        return
+    line = outcome.line
+    if new_id != rid:  # the line starts with the id (json.dumps keeps key order)
+        old_head, new_head = (f'{{"id": {json.dumps(x, ensure_ascii=False)}' for x in (rid, new_id))
+        line = new_head + line[len(old_head) :]
+        tally.fixed["duplicate_ids_suffixed"] += 1
+    work.keep(line, outcome.digest, new_id, outcome.index, outcome.chars, outcome.signature)
+    tally.kept += 1
+    tally.fixed["control_chars_removed"] += outcome.control_chars
+    if outcome.trimmed:
+        tally.trimmed[outcome.trimmed] += 1
+
+
 def _clean_records(
     source: Path,
     work: WorkDir,
@@ -422,8 +552,13 @@ def _clean_records(
     )
     chunks = chunked(reader, max(1, config.chunk_size))
     workers = config.workers if config.workers > 0 else (os.cpu_count() or 1)
-    with bar:
-        for outcome in map_ordered(_clean_chunk, chunks, workers, _init_worker, (config, phrases)):
+    outcomes = map_ordered(_clean_chunk, chunks, workers, _init_worker, (config, phrases))
+    ids = IdRegistry(config.duplicate_ids, seen.values())
+    for name in ("control_chars_removed", "duplicate_ids_suffixed"):
+        tally.fixed.setdefault(name, 0)  # in the report even when 0
+    # closing(): on an error or a signal the pool is terminated now, not when collected
+    with bar, contextlib.closing(outcomes):
+        for outcome in outcomes:
             tally.read += 1
             bar.update(outcome.end - offset)
             bar.set_postfix_str(f"{tally.read:,} conv", refresh=False)
@@ -434,17 +569,7 @@ def _clean_records(
                 detail = f"of {seen[outcome.digest]}"
                 work.drop(drops, outcome.index, outcome.record_id, DropReason.DUPLICATE, detail)
             else:
-                work.keep(
-                    outcome.line,
-                    outcome.digest,
-                    outcome.record_id or "",
-                    outcome.index,
-                    outcome.chars,
-                    outcome.signature,
-                )
-                tally.kept += 1
-                if outcome.trimmed:
-                    tally.trimmed[outcome.trimmed] += 1
+                _keep(work, tally, ids, outcome, drops)
             if tally.read >= next_commit:
                 work.commit(offset, tally.read, drops)
                 next_commit = tally.read + config.checkpoint_every

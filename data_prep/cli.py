@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from data_prep.generate import command as generate_command
@@ -101,6 +105,52 @@ def _os_errors_as_user_errors() -> Iterator[None]:
         raise FastChatLiteError(str(exc)) from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup (temp files, worker pools) runs."""
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process killed by TERM
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` (once: a second one during the
+    cleanup is ignored; SIGKILL still ends the process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_term(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stoppable(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``kill`` stops a data command like Ctrl-C (no temp file left, exit 143); a reader that
+    closes our stdout (``data stats ... | head``) ends it quietly."""
+
+    @functools.wraps(run)
+    def stoppable(args: argparse.Namespace) -> int:
+        try:
+            with _sigterm_raises():
+                return run(args)
+        except Terminated:
+            print("fastchat-lite: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
+        except BrokenPipeError:
+            # Python would report the pipe again when flushing stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
+
+    return stoppable
+
+
 def _finish(title: str, args: argparse.Namespace, drops, started: float) -> int:
     from data_prep.drops import print_summary
 
@@ -127,6 +177,7 @@ def _run_file_stage(command: str, args: argparse.Namespace, config_cls: type, wo
         return _finish(f"data {command} {Path(args.input).name}", args, drops, started)
 
 
+@_stoppable
 def run_clean(args: argparse.Namespace) -> int:
     from data_prep.clean import CleanConfig, clean_file
 
@@ -141,6 +192,7 @@ def run_clean(args: argparse.Namespace) -> int:
     return _run_file_stage("clean", args, CleanConfig, work)
 
 
+@_stoppable
 def run_split(args: argparse.Namespace) -> int:
     from data_prep.split import SplitConfig, split_file
 
@@ -150,12 +202,14 @@ def run_split(args: argparse.Namespace) -> int:
     return _run_file_stage("split", args, SplitConfig, work)
 
 
+@_stoppable
 def run_convert(args: argparse.Namespace) -> int:
     from data_prep.convert import ConvertConfig, convert_file
 
     return _run_file_stage("convert", args, ConvertConfig, convert_file)
 
 
+@_stoppable
 def run_stats(args: argparse.Namespace) -> int:
     from data_prep.stats import StatsConfig, compute_stats, print_stats
     from fastchat_lite.io import write_json

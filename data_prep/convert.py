@@ -8,7 +8,8 @@
 * Like ``data clean``, leading assistant and trailing user turns are dropped.
 * ``auto`` decides per record; records already in ShareGPT form pass through (normalised).
 
-Every output record has an ``id``: the input's ``id`` if any, else ``rec<index>``.
+Every output record has an ``id``: the input's ``id`` if any, else ``rec<index>``; a repeated
+id is suffixed (``id#2``) or dropped, and control characters are removed, as in ``data clean``.
 Records that fail are counted with the same reasons as ``data clean``.
 """
 
@@ -21,10 +22,13 @@ from typing import Any
 
 from data_prep.drops import DropLog, DropReason, Tally
 from data_prep.normalize import (
+    IdRegistry,
     RecordDropped,
     check_turns,
+    duplicate_ids_field,
     raw_turns,
     readable_record_id,
+    remove_control_chars,
     trim_ends,
 )
 from fastchat_lite.errors import ConversationError
@@ -43,6 +47,7 @@ class ConvertConfig:
         default="auto",
         metadata={"help": "input format (auto = per record)", "choices": list(FORMATS)},
     )
+    duplicate_ids: str = duplicate_ids_field()
 
 
 def detect_format(value: Any) -> str:
@@ -89,6 +94,11 @@ def from_openai(value: Any) -> list[Turn]:
 
 def convert_record(value: Any, fmt: str) -> list[Turn]:
     """Turns of one record in ShareGPT form; raises :class:`RecordDropped`."""
+    return _convert(value, fmt)[0]
+
+
+def _convert(value: Any, fmt: str) -> tuple[list[Turn], int]:
+    """(turns, control characters removed) of one record; raises :class:`RecordDropped`."""
     if fmt == "auto":
         fmt = detect_format(value)
     if fmt in ("alpaca", "belle"):
@@ -97,12 +107,16 @@ def convert_record(value: Any, fmt: str) -> list[Turn]:
         turns = from_openai(value)
     else:
         turns = raw_turns(value)
+    removed = 0
+    for turn in turns:
+        turn["value"], n = remove_control_chars(turn["value"])
+        removed += n
     turns = trim_ends(turns)  # same rule as data clean: start with human, end with gpt
     check_turns(turns)
     body = len(turns) - (bool(turns) and turns[0]["from"] == "system")
     if body == 0:
         raise RecordDropped(DropReason.TOO_SHORT, "no human/gpt turn")
-    return turns
+    return turns, removed
 
 
 def convert_file(
@@ -110,16 +124,27 @@ def convert_file(
 ) -> Tally:
     """Convert every record of ``in_path`` into ShareGPT JSONL at ``out_path`` (atomic)."""
     tally = drops.tally
+    ids = IdRegistry(config.duplicate_ids)
+    fixed = tally.fixed
+    fixed.update(control_chars_removed=0, duplicate_ids_suffixed=0)
     with atomic_write(out_path) as out:
         for raw in iter_records(in_path):
             tally.read += 1
             rid = None
             try:
                 rid = readable_record_id(raw)
-                turns = convert_record(raw.value, config.from_format)
+                turns, removed = _convert(raw.value, config.from_format)
             except RecordDropped as drop:
                 drops.drop(raw.index, rid, drop.reason, drop.detail)
                 continue
-            out.write(json.dumps({"id": rid, "conversations": turns}, ensure_ascii=False) + "\n")
+            new_id = ids.claim(str(rid))
+            if new_id is None:
+                detail = f"id {rid!r} is taken by an earlier kept record"
+                drops.drop(raw.index, rid, DropReason.DUPLICATE_ID, detail)
+                continue
+            fixed["duplicate_ids_suffixed"] += new_id != rid
+            fixed["control_chars_removed"] += removed
+            record = {"id": new_id, "conversations": turns}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
             tally.kept += 1
     return tally

@@ -38,6 +38,7 @@ class DropReason(str, Enum):
     BLOCKED_PHRASE = "blocked_phrase"  # a reply leaks another model's identity
     WRONG_LANGUAGE = "wrong_language"  # --lang given and the text is in another language
     DUPLICATE = "duplicate"  # same normalised conversation as an earlier record
+    DUPLICATE_ID = "duplicate_id"  # --duplicate-ids drop: an earlier kept record has this id
     NEAR_DUPLICATE = "near_duplicate"  # --near-dup: MinHash-similar to a longer kept record
     EXCHANGE_TOO_LONG = "exchange_too_long"  # split: one human+gpt pair over --max-length
 
@@ -47,12 +48,14 @@ class DropReason(str, Enum):
 
 @dataclass
 class Tally:
-    """What a run read, kept and dropped (by reason), and kept records it trimmed (by reason)."""
+    """What a run read, kept and dropped (by reason), kept records it trimmed (by reason), and
+    repairs made to kept records (``fixed``: e.g. ``control_chars_removed``, characters)."""
 
     read: int = 0
     kept: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     trimmed: Counter[str] = field(default_factory=Counter)  # e.g. a final UI-error exchange cut
+    fixed: Counter[str] = field(default_factory=Counter)  # e.g. duplicate_ids_suffixed
     notes: dict[str, Any] = field(default_factory=dict)  # command-specific extras
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +65,7 @@ class Tally:
             "dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(sorted(self.dropped.items())),
             **{f"trimmed_{reason}": n for reason, n in sorted(self.trimmed.items())},
+            **dict(sorted(self.fixed.items())),
             **self.notes,
         }
 
@@ -121,6 +125,9 @@ def print_summary(title: str, tally: Tally, file: IO[str] | None = None) -> None
         table.add_row(f"dropped: {reason}", str(count), share(count))
     for reason, count in tally.trimmed.most_common():
         table.add_row(f"kept, trimmed: {reason}", str(count), share(count))
+    for what, count in sorted(tally.fixed.items()):
+        if count:
+            table.add_row(f"kept, fixed: {what.replace('_', ' ')}", str(count), "")
     for key, value in tally.notes.items():
         if isinstance(value, (int, float, str)):
             table.add_row(key.replace("_", " "), str(value), "")

@@ -11,7 +11,10 @@ cannot be told from the data, so the record is dropped as ``not_alternating``.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
+from dataclasses import field
 from typing import Any
 
 from data_prep.drops import DropReason
@@ -28,6 +31,13 @@ _REGENERATE_NOISE = re.compile(r"^\s*\d{1,2} / \d{1,2}(?=[^\s\d/.,])")
 
 Turn = dict[str, str]
 
+# C0 controls but tab and newline (CR is normalised first), and DEL: invisible, they break
+# tokenizers and terminals and carry no meaning in chat text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_OR_CR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+DUPLICATE_ID_ACTIONS = ("suffix", "drop")
+
 
 class RecordDropped(Exception):
     """A record is dropped for ``reason``; ``detail`` names the turn or field."""
@@ -39,13 +49,66 @@ class RecordDropped(Exception):
 
 
 def record_id(value: dict[str, Any], index: int) -> str:
-    """The record's ``id`` as a string; ``rec<index>`` (0-based input position) when absent."""
+    """The record's ``id`` as a string: a string as is, any other JSON scalar as its JSON text
+    (``7`` -> ``"7"``, ``1.5`` -> ``"1.5"``, ``true`` -> ``"true"``); ``rec<index>`` (0-based
+    input position) when absent, null or empty. An object or list id is a ``bad_shape`` drop."""
     raw = value.get("id")
     if raw is None or raw == "":
         return f"rec{index}"
-    if isinstance(raw, (str, int)) and not isinstance(raw, bool):
-        return str(raw)
-    raise RecordDropped(DropReason.BAD_SHAPE, f"'id' must be a string, got {type(raw).__name__}")
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, (int, float)):  # bool is an int
+        return json.dumps(raw)
+    raise RecordDropped(
+        DropReason.BAD_SHAPE, f"'id' must be a string or number, got a {type(raw).__name__}"
+    )
+
+
+def duplicate_ids_field() -> Any:
+    """The ``--duplicate-ids`` option, the same in every data command's config."""
+    return field(
+        default="suffix",
+        metadata={
+            "help": "a record with the id of an earlier kept record: keep it as id#2, id#3, "
+            "... (suffix) or drop it as duplicate_id (drop); counted either way",
+            "choices": list(DUPLICATE_ID_ACTIONS),
+        },
+    )
+
+
+class IdRegistry:
+    """The ids written so far: a repeated id gets the first free ``#n`` suffix (n >= 2), or
+    with ``action="drop"`` is refused. Memory: one set entry per kept record."""
+
+    def __init__(self, action: str = "suffix", taken: Iterable[str] = ()) -> None:
+        self.action = action
+        self.taken = set(taken)
+        self._next: dict[str, int] = {}  # first suffix worth trying per id (never decreases)
+
+    def claim(self, rid: str) -> str | None:
+        """The id to write for a record with id ``rid``; None when it is to be dropped."""
+        if rid not in self.taken:
+            self.taken.add(rid)
+            return rid
+        if self.action == "drop":
+            return None
+        n = self._next.get(rid, 2)
+        while f"{rid}#{n}" in self.taken:
+            n += 1
+        self._next[rid] = n + 1
+        self.taken.add(f"{rid}#{n}")
+        return f"{rid}#{n}"
+
+
+def remove_control_chars(text: str) -> tuple[str, int]:
+    """``text`` with CRLF and lone CR as LF and the other control characters (C0 but tab and
+    newline, and DEL) removed; and how many were removed."""
+    if not _CONTROL_OR_CR.search(text):
+        return text, 0
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    cleaned = _CONTROL.sub("", text)
+    return cleaned, len(text) - len(cleaned)
 
 
 def readable_record_id(raw: RawRecord) -> str | None:

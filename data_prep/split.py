@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.drops import DropLog, DropReason, Tally
-from data_prep.normalize import RecordDropped, check_turns, raw_turns, record_id
+from data_prep.normalize import (
+    IdRegistry,
+    RecordDropped,
+    check_turns,
+    duplicate_ids_field,
+    raw_turns,
+    record_id,
+)
+from fastchat_lite.config import check_ranges
 from fastchat_lite.errors import FastChatLiteError
 from fastchat_lite.io import atomic_write, iter_records
 from fastchat_lite.templates import DEFAULT_TEMPLATE
@@ -36,7 +44,9 @@ class SplitConfig:
     """Options of ``fastchat-lite data split``."""
 
     tokenizer: str = field(default="", metadata={"help": "tokenizer directory (required)"})
-    max_length: int = field(default=2048, metadata={"help": "token budget of every piece"})
+    max_length: int = field(
+        default=2048, metadata={"help": "token budget of every piece", "min": 1}
+    )
     template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "conversation template"})
     on_long: str = field(
         default="drop",
@@ -46,6 +56,7 @@ class SplitConfig:
             "choices": ["drop", "truncate"],
         },
     )
+    duplicate_ids: str = duplicate_ids_field()
 
 
 class Splitter:
@@ -166,8 +177,11 @@ def split_file(
     """Split every conversation of ``in_path`` into ``out_path`` (atomic)."""
     from tqdm import tqdm
 
+    check_ranges(config, "data split")
     splitter = Splitter(load_tokenizer(config.tokenizer), config)
     tally = drops.tally
+    ids = IdRegistry(config.duplicate_ids)
+    tally.fixed["duplicate_ids_suffixed"] = 0
     notes = Counter({"pieces_written": 0, "records_split": 0, "long_exchanges": 0})
     bar = tqdm(desc="split", unit=" conv", disable=None if progress else True, file=sys.stderr)
     with atomic_write(out_path) as out, bar:
@@ -183,6 +197,14 @@ def split_file(
             except FastChatLiteError as exc:
                 drops.drop(raw.index, None, DropReason.BAD_SHAPE, str(exc))
                 continue
+            if pieces:  # piece ids come from the record's: it must be unique first
+                new_id = ids.claim(rid)
+                if new_id is None:
+                    detail = f"id {rid!r} is taken by an earlier kept record"
+                    drops.drop(raw.index, rid, DropReason.DUPLICATE_ID, detail)
+                    continue
+                tally.fixed["duplicate_ids_suffixed"] += new_id != rid
+                rid = new_id
             for k, action in long:
                 detail = f"exchange {k} alone exceeds {config.max_length} tokens: {action}"
                 drops.drop(raw.index, rid, DropReason.EXCHANGE_TOO_LONG, detail)

@@ -9,6 +9,10 @@ local`` runs a controller, a worker, an API) composes their configs instead of c
 fields. A section's fields become options of the parent under their own names, one flat
 namespace for flags and YAML keys, except those listed in the section field's
 ``metadata["parent_sets"]`` (the parent decides them, e.g. each part's port).
+
+A numeric field may carry its allowed range in ``metadata``: ``"min"``/``"max"`` (inclusive)
+and ``"gt"`` (strictly greater). A flag out of range is an argparse error (exit 2) naming the
+flag and the range; a YAML value out of range raises :class:`FastChatLiteError` the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +48,55 @@ def _str2bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _range_text(metadata: Any) -> str:
+    """The allowed range of a numeric field, e.g. ">= 1" or "> 0 and <= 1"; "" if none."""
+    parts = [f"{op} {metadata[key]}" for key, op in (("gt", ">"), ("min", ">="), ("max", "<="))
+             if key in metadata]  # fmt: skip
+    return " and ".join(parts)
+
+
+def _in_range(value: Any, metadata: Any) -> bool:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True  # None means "off"; other types are not range-checked
+    if value != value:  # NaN compares False with everything: never in a range
+        return not _range_text(metadata)
+    return (
+        ("gt" not in metadata or value > metadata["gt"])
+        and ("min" not in metadata or value >= metadata["min"])
+        and ("max" not in metadata or value <= metadata["max"])
+    )
+
+
+def _ranged(kind: type, metadata: Any) -> Any:
+    """An argparse ``type`` parsing ``kind`` and refusing values outside the field's range."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if not _in_range(value, metadata):
+            raise argparse.ArgumentTypeError(f"must be {_range_text(metadata)}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def check_ranges(config: Any, source: str = "config") -> None:
+    """Raise :class:`FastChatLiteError` naming the option for a value outside its
+    ``metadata`` range (``min``/``max``/``gt``); configs built in code are checked too."""
+    for option in _options(type(config)).values():
+        value = option.value(config)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        bad = [v for v in values if not _in_range(v, option.field.metadata)]
+        if bad:
+            raise FastChatLiteError(
+                f"{source}: {option.name} ({option.flag}) must be "
+                f"{_range_text(option.field.metadata)}, got {bad[0]!r}"
+            )
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -119,9 +172,11 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if kind is bool:
             kwargs.update(type=_str2bool, nargs="?", const=True, metavar="BOOL")
         elif is_list:
-            kwargs.update(type=kind, nargs="*")
+            kwargs.update(type=_ranged(kind, option.field.metadata), nargs="*")
         else:
-            kwargs["type"] = kind if kind in (int, float, str) else str
+            kind = kind if kind in (int, float, str) else str
+            ranged = kind is not str and _range_text(option.field.metadata)
+            kwargs["type"] = _ranged(kind, option.field.metadata) if ranged else kind
             if "choices" in option.field.metadata:
                 kwargs["choices"] = option.field.metadata["choices"]
         groups[option.section].add_argument(option.flag, **kwargs)
@@ -153,7 +208,9 @@ def config_from_dict(cls: type[T], values: dict[str, Any], source: str = "config
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in sections:
             top[f.name] = dataclasses.replace(_default(f), **sections[f.name])
-    return cls(**top)
+    config = cls(**top)
+    check_ranges(config, source)
+    return config
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

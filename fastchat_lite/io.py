@@ -11,13 +11,20 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from fastchat_lite.errors import InputFileError
+
+# Deeper records are invalid_json drops: stages that pickle (worker processes) or walk a
+# record recursively would hit Python's recursion limit long before JSON does.
+MAX_DEPTH = 100
+TOO_DEEP = f"invalid JSON: nested more than {MAX_DEPTH} levels deep"
 
 
 @dataclass(frozen=True)
@@ -34,13 +41,32 @@ class RawRecord:
     end: int | None = None
 
 
+_UMASK_LOCK = threading.Lock()
+_UMASK: list[int] = []  # read once: reading means setting it, which races with other threads
+
+
+def _file_mode() -> int:
+    """What ``open()`` would give a new file under the process umask (0o666 & ~umask)."""
+    with _UMASK_LOCK:
+        if not _UMASK:
+            current = os.umask(0)
+            os.umask(current)
+            _UMASK.append(current)
+        return 0o666 & ~_UMASK[0]
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temp file next to ``path``; on success fsync and rename it over ``path``."""
+    """Open a temp file next to ``path``; on success fsync and rename it over ``path``.
+
+    The file gets the permissions a plain ``open()`` would (the umask's), not mkstemp's 0600:
+    a training job running as another user must be able to read it.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, _file_mode())
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
@@ -82,8 +108,13 @@ def _iter_jsonl(path: Path, start: int = 0, first_index: int = 0) -> Iterator[Ra
                 yield RawRecord(index, None, f"line is not valid UTF-8 ({exc.reason})", end)
             except json.JSONDecodeError as exc:
                 yield RawRecord(index, None, f"invalid JSON: {exc.msg} at column {exc.colno}", end)
+            except RecursionError:
+                yield RawRecord(index, None, TOO_DEEP, end)
             else:
-                yield RawRecord(index, value, None, end)
+                # cheap pre-checks: the walk is needed only for many brackets or \ud8xx escapes
+                deep = line.count(b"[") + line.count(b"{") > MAX_DEPTH
+                problem = _record_problem(value) if deep or _SURROGATE_ESCAPE.search(line) else None
+                yield RawRecord(index, None if problem else value, problem, end)
             index += 1
 
 
@@ -128,42 +159,98 @@ def _iter_json_list(
                 raise InputFileError(f"{path}: JSON list is not closed (truncated file?)")
             if buf[pos] == "]":
                 return
+            skip: _DeepSkip | None = None  # set once json found this element too deep
             while True:
-                try:
-                    value, end = decoder.raw_decode(buf, pos)
-                    break
-                except json.JSONDecodeError as exc:
+                if skip is None:
+                    try:
+                        value, end = decoder.raw_decode(buf, pos)
+                        break
+                    except RecursionError:
+                        skip = _DeepSkip(pos)
+                    except json.JSONDecodeError as exc:
+                        if eof:
+                            raise InputFileError(
+                                f"{path}: record {index} is not valid JSON ({exc.msg}); "
+                                "the rest of the list cannot be read"
+                            ) from None
+                if skip is not None:
+                    value, end = _TOO_DEEP_VALUE, skip.end(buf)
+                    if end is not None:
+                        break
                     if eof:
-                        raise InputFileError(
-                            f"{path}: record {index} is not valid JSON ({exc.msg}); "
-                            "the rest of the list cannot be read"
-                        ) from None
-                    more = handle.read(chunk_size)
-                    eof = not more
-                    mark_bytes += _utf8_len(buf[mark:pos])
-                    buf, pos, mark = buf[pos:] + more, 0, 0
+                        raise InputFileError(f"{path}: JSON list is not closed (truncated file?)")
+                more = handle.read(chunk_size)
+                eof = not more
+                mark_bytes += _utf8_len(buf[mark:pos])
+                if skip is not None:
+                    skip.i -= pos
+                buf, pos, mark = buf[pos:] + more, 0, 0
             mark_bytes += _utf8_len(buf[mark:end])
             mark = end
-            if _has_surrogates(value):
-                yield RawRecord(index, None, "record is not valid UTF-8", mark_bytes)
-            else:
-                yield RawRecord(index, value, None, mark_bytes)
+            problem = TOO_DEEP if value is _TOO_DEEP_VALUE else _record_problem(value)
+            yield RawRecord(index, None if problem else value, problem, mark_bytes)
             index += 1
             pos = end  # no copy per record: the buffer is compacted only on refill
 
 
-def _has_surrogates(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
+_TOO_DEEP_VALUE = object()
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_BRACKET_OR_QUOTE = re.compile(r'["\[\]{}]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+class _DeepSkip:
+    """Finds the end of an array/object too deep for ``json`` by counting brackets outside
+    strings: no recursion, any depth, resumable after a buffer refill (``i`` is where to go
+    on), so a huge record is scanned once."""
+
+    def __init__(self, pos: int) -> None:
+        self.depth, self.i = 0, pos
+
+    def end(self, buf: str) -> int | None:
+        """The element's end in ``buf``, or None when ``buf`` ends first."""
+        while match := _BRACKET_OR_QUOTE.search(buf, self.i):
+            char = match.group()
+            if char == '"':
+                closing = _STRING_REST.match(buf, match.end())
+                if closing is None:  # the string goes on in the next chunk: rescan it then
+                    self.i = match.start()
+                    return None
+                self.i = closing.end()
+                continue
+            self.i = match.end()
+            self.depth += 1 if char in "[{" else -1
+            if self.depth == 0:
+                return self.i
+        self.i = len(buf)
+        return None
+
+
+def _record_problem(value: Any) -> str | None:
+    """Why a parsed record cannot be used (too deep, lone surrogates), or None. Iterative."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and not _encodes(item):
+                return "record is not valid UTF-8"
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_DEPTH:
+                return TOO_DEEP
+            if isinstance(item, dict):
+                if not all(k.isascii() or _encodes(k) for k in item):
+                    return "record is not valid UTF-8"
+                item = item.values()
+            stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
         return False
-    if isinstance(value, dict):
-        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogates(v) for v in value)
-    return False
+    return True
 
 
 def iter_records(

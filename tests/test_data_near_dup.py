@@ -165,9 +165,11 @@ def test_find_near_duplicates_credits_each_drop_to_a_kept_record_it_resembles():
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.2"])
 def test_near_dup_threshold_out_of_range_is_a_one_line_error(tmp_path, run_cli, capsys, value):
     src = write_jsonl(tmp_path / "in.jsonl", [conversation("a", ("q", "a"))])
-    assert run_cli(["data", "clean", str(src), "-o", str(tmp_path / "o"), "--near-dup", value]) == 2
+    with pytest.raises(SystemExit) as exited:  # refused by argparse, before any work
+        run_cli(["data", "clean", str(src), "-o", str(tmp_path / "o"), "--near-dup", value])
+    assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert "--near-dup" in err and "Traceback" not in err
+    assert "--near-dup" in err and "> 0 and <= 1" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
 
 
