@@ -18,14 +18,9 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
-import signal
 import sys
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,16 +45,17 @@ from data_prep.normalize import (
     strip_noise,
     trim_ends,
 )
+from data_prep.reader import GuardedReader
 from data_prep.ui_chrome import (
     DEFAULT_UI_ERRORS,
     UiErrorMatcher,
     strip_ui_chrome,
     trim_final_ui_error,
 )
+from data_prep.workers import chunked, map_ordered
 from fastchat_lite.config import check_ranges
 from fastchat_lite.errors import FastChatLiteError, InputFileError
-from fastchat_lite.io import RawRecord, iter_records
-from fastchat_lite.processes import die_with_parent_hook
+from fastchat_lite.io import RawRecord
 
 
 @dataclass
@@ -295,165 +291,6 @@ def _clean_chunk(chunk: list[RawRecord]) -> list[Outcome]:
     return [_WORKER_CLEANER.clean(raw) for raw in chunk]
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _worker_loop(
-    tasks: Any,
-    results: Any,
-    fn: Callable[[list[Any]], list[Any]],
-    initializer: Callable[..., None],
-    initargs: tuple[Any, ...],
-    parent: int,
-) -> None:
-    """One worker process: ``fn`` over the chunks of ``tasks`` until ``None``, results (or the
-    exception raised) sent back in order. Ctrl-C and ``kill`` are the parent's to handle: a
-    worker ignores SIGINT and dies quietly on SIGTERM instead of printing a traceback, and
-    gets SIGTERM when the parent dies (Linux), even by SIGKILL: no orphan waits forever."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    hook = die_with_parent_hook()
-    if hook is not None:
-        hook()
-    if os.getppid() != parent:  # it died before the hook was set
-        return
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent at start
-    initializer(*initargs)
-    while (chunk := tasks.get()) is not None:
-        try:
-            reply: tuple[bool, Any] = (True, fn(chunk))
-        except Exception as exc:  # re-raised in the parent, like a single-process run
-            reply = (False, exc)
-        try:
-            results.send(reply)
-        except Exception as exc:  # an unpicklable exception or result
-            results.send((False, RuntimeError(f"worker could not send its result: {exc!r}")))
-
-
-def map_ordered(
-    fn: Callable[[list[Any]], list[Any]],
-    chunks: Iterable[list[Any]],
-    workers: int,
-    initializer: Callable[..., None],
-    initargs: tuple[Any, ...],
-) -> Iterator[Any]:
-    """``fn`` over chunks in ``workers`` processes, results in input order, bounded in flight.
-
-    Chunk k goes to worker k % workers, each worker with its own task queue and result pipe,
-    so results come back in order by reading the pipes in turn, and no lock is shared between
-    processes: a worker killed by a signal cannot deadlock the others or the teardown (as it
-    can with ``multiprocessing.Pool``). When the caller stops (an error, Ctrl-C, ``kill``),
-    the workers are killed at once. Raises :class:`FastChatLiteError` if a worker dies.
-    """
-    if workers <= 1:
-        initializer(*initargs)
-        for chunk in chunks:
-            yield from fn(chunk)
-        return
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    procs, tasks, results = [], [], []
-    # Blocked while starting, so no worker runs the parent's SIGTERM handler before its own.
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        for _ in range(workers):
-            task_queue = ctx.Queue()  # its feeder thread: put() never blocks the parent
-            reader, writer = ctx.Pipe(duplex=False)
-            args = (task_queue, writer, fn, initializer, initargs, os.getpid())
-            proc = ctx.Process(target=_worker_loop, args=args, daemon=True)
-            proc.start()
-            writer.close()
-            procs.append(proc)
-            tasks.append(task_queue)
-            results.append(reader)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    try:
-        pending: deque[int] = deque()  # the worker of each chunk in flight, oldest first
-        for k, chunk in enumerate(chunks):
-            tasks[k % workers].put(chunk)
-            pending.append(k % workers)
-            if len(pending) >= 4 * workers:
-                yield from _result(procs[pending[0]], results[pending.popleft()])
-        while pending:
-            yield from _result(procs[pending[0]], results[pending.popleft()])
-        for task_queue in tasks:
-            task_queue.put(None)
-        for proc in procs:
-            proc.join()
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-        for task_queue in tasks:
-            task_queue.cancel_join_thread()  # its reader is gone: do not wait to flush
-            task_queue.close()
-
-
-def _result(proc: Any, reader: Any) -> list[Any]:
-    """The next result of ``proc`` from its pipe; raises what the worker raised."""
-    from multiprocessing.connection import wait
-
-    wait([reader, proc.sentinel])
-    try:
-        ok, value = reader.recv()
-    except EOFError:
-        proc.join()
-        raise FastChatLiteError(
-            f"worker process {proc.pid} ended unexpectedly (exit code {proc.exitcode}); "
-            "the same command with --resume continues the run"
-        ) from None
-    if not ok:
-        raise value
-    return value
-
-
-class _GuardedReader:
-    """Records of the input; a JSON list that breaks off mid-way ends the stream cleanly.
-
-    The break is remembered in ``broken`` (index, message) so it is counted as
-    ``unreadable_rest``; a file unreadable from its first record still raises, and so does a
-    pretty-printed top-level object (its first "line" ``{`` is no JSONL record).
-    """
-
-    def __init__(self, path: Path, start: int = 0, first_index: int = 0) -> None:
-        self.path = path
-        self.records = iter_records(path, start, first_index)
-        self.broken: tuple[int, str] | None = None
-        self.seen = first_index
-
-    def __iter__(self) -> Iterator[RawRecord]:
-        try:
-            for raw in self.records:
-                if self.seen == 0 and raw.error is not None and _opens_json_object(self.path):
-                    raise InputFileError(
-                        f"{self.path}: the top level is one JSON object; expected a JSON list "
-                        "of records or JSON lines (one record per line)"
-                    )
-                self.seen += 1
-                yield raw
-        except InputFileError as exc:
-            if self.seen == 0:
-                raise
-            self.broken = (self.seen, str(exc))
-
-
-def _opens_json_object(path: Path) -> bool:
-    """True when the file's first line is a lone ``{``: a pretty-printed object, not JSONL."""
-    with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                return line.strip().lstrip(b"\xef\xbb\xbf") == b"{"
-    return False
-
-
-def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
 def clean_file(
     in_path: str | Path,
     out_path: str | Path,
@@ -531,13 +368,13 @@ def _clean_records(
     phrases: list[str],
     drops: DropLog,
     progress: bool,
-) -> _GuardedReader:
+) -> GuardedReader:
     """Every record from the work dir's commit on: cleaned in workers, dropped or kept in
     ``work``, committed every ``checkpoint_every`` records and at the end."""
     from tqdm import tqdm
 
     tally = drops.tally
-    reader = _GuardedReader(source, work.offset, work.records)
+    reader = GuardedReader(source, work.offset, work.records)
     seen = work.seen
     offset, next_commit = work.offset, tally.read + config.checkpoint_every
     bar = tqdm(
