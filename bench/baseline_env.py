@@ -1,7 +1,14 @@
-"""A separate venv with FastChat's ``fschat==0.2.36``, the baseline every benchmark compares to.
+"""Separate venvs with FastChat's ``fschat==0.2.36``, the baseline every benchmark compares to.
 
-It cannot share our environment: its worker needs ``transformers<5``. Facts about installing it
-(undeclared deps, LOGDIR) are in ../shared/BASELINES.md. The venv is reused across runs.
+They cannot share our environment: its worker needs ``transformers<5``. Facts about installing
+it (undeclared deps, LOGDIR) are in ../shared/BASELINES.md. Each venv is created once and reused.
+
+FastChat's cleaner (``fastchat.data.clean_sharegpt``) does not declare markdownify; its source
+names 0.11.6, the release of its era, and current pip resolves 1.2.x, which renders better but
+is slower. The clean benchmark reports both, so there are two venvs differing only in that pin:
+
+- ``.bench-venvs/fschat``: markdownify 1.2.x (what every other benchmark uses);
+- ``.bench-venvs/fschat-md0116``: markdownify 0.11.6.
 """
 
 from __future__ import annotations
@@ -12,14 +19,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENV = ROOT / ".bench-venvs" / "fschat"
+VENVS_DIR = ROOT / ".bench-venvs"
+DEFAULT_VENV = VENVS_DIR / "fschat"
+MD_CURRENT = "markdownify>=1.2,<1.3"
+MD_ERA = "markdownify==0.11.6"
+# name -> (venv, markdownify requirement); "md1.2" is the default venv.
+VARIANTS: dict[str, tuple[Path, str]] = {
+    "md0.11.6": (VENVS_DIR / "fschat-md0116", MD_ERA),
+    "md1.2": (DEFAULT_VENV, MD_CURRENT),
+}
 PACKAGES = [
     "fschat==0.2.36",
     "transformers>=4.57,<5",
     "accelerate",
     "psutil",
     "beautifulsoup4",
-    "markdownify",
     "fastapi",
     "uvicorn",
     "shortuuid",
@@ -28,23 +42,48 @@ PACKAGES = [
     "tokenizers",
     "sentencepiece",
     "protobuf",
+    "tqdm",
 ]
 
 
-def ensure_fschat_venv(venv: Path = DEFAULT_VENV) -> Path:
-    """Create (once) and return the venv's python executable."""
+def ensure_fschat_venv(venv: Path = DEFAULT_VENV, markdownify: str = MD_CURRENT) -> Path:
+    """Create (once) and return the python of a venv with fschat and ``markdownify``.
+
+    The marker file records the markdownify requirement the venv was made with; a venv made
+    before the pin (marker ``ok``) or with another one gets only markdownify reinstalled.
+    """
     python = venv / "bin" / "python"
     marker = venv / ".fschat-ready"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     if marker.is_file():
+        if marker.read_text().strip() != markdownify:
+            print(f"[baseline] {venv.name}: installing {markdownify}", flush=True)
+            subprocess.run([*pip, markdownify], check=True)
+            marker.write_text(markdownify + "\n")
         return python
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    print(f"[baseline] installing fschat==0.2.36 into {venv} (about a minute, once)", flush=True)
+    print(
+        f"[baseline] installing fschat==0.2.36 + {markdownify} into {venv} (about a minute, once)",
+        flush=True,
+    )
     subprocess.run([*pip, "torch==2.13.0"], check=True)
-    subprocess.run([*pip, *PACKAGES], check=True)
-    marker.write_text("ok\n")
+    subprocess.run([*pip, *PACKAGES, markdownify], check=True)
+    marker.write_text(markdownify + "\n")
     return python
+
+
+def ensure_fschat_venvs() -> dict[str, Path]:
+    """Both FastChat venvs (see :data:`VARIANTS`), created once: name -> python executable."""
+    return {name: ensure_fschat_venv(venv, md) for name, (venv, md) in VARIANTS.items()}
+
+
+def package_version(python: Path, package: str) -> str:
+    """The version of ``package`` installed for ``python`` (another venv's interpreter)."""
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    return subprocess.run(
+        [str(python), "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def baseline_env(logdir: Path) -> dict[str, str]:
@@ -54,4 +93,5 @@ def baseline_env(logdir: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    print(ensure_fschat_venv())
+    for name, python in ensure_fschat_venvs().items():
+        print(name, python, "markdownify", package_version(python, "markdownify"))
