@@ -7,7 +7,7 @@ VLLM_VENV ?= .venv-vllm
 
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e ".[all,dev]"
+	$(PYTHON) -m pip install --quiet -e ".[all,dev,bench]"
 	$(MAKE) install-browser install-sky
 
 # Debian's chromium for the web-demo browser test (never `playwright install`).

@@ -1,12 +1,13 @@
-"""Packing must not change the loss: block-diagonal attention + the same normalisation."""
+"""Packing must not change the loss: within-document attention + the same normalisation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from train.collate import collate_rows
+from train.collate import collate_packed, collate_rows
 from train.dataset import encode_sample
+from train.loop import packed_attention_kwargs
 from train.packing import BatchShape, DataPlan, pack_rows, plan_epoch, rank_slots
 from train.synthetic import synthetic_conversations
 
@@ -33,8 +34,9 @@ def _per_token_loss_and_grads(model, batch):
 
     model.zero_grad()
     logits = model(
-        input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
-    ).logits
+        input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+        **packed_attention_kwargs(batch, "cpu"),
+    ).logits  # fmt: skip
     targets = batch["targets"].flatten()
     losses = F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=-100, reduction="none")
     per_token = losses[targets != -100]
@@ -57,6 +59,36 @@ def test_packed_loss_and_gradients_equal_unpacked(tiny_model_dir, tiny_tokenizer
     assert (loss_p - loss_u).abs().max().item() < 1e-5
     for name, grad in grads_u.items():
         assert np.allclose(grads_p[name].numpy(), grad.numpy(), rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.parametrize("attn", ["packed", "sdpa", "eager"])
+def test_flattened_packed_batch_gives_unpacked_loss_and_gradients(
+    tiny_model_dir, tiny_tokenizer, samples, attn
+):
+    """What training runs: one flattened row + cu_seq_lens, through every attention backend."""
+    from train.attention import PACKED_SDPA, use_packed_attention
+
+    model = _model(tiny_model_dir, "sdpa" if attn == "packed" else attn)
+    if attn == "packed":
+        assert use_packed_attention(model) == PACKED_SDPA
+    pad = tiny_tokenizer.pad_token_id
+    packed = collate_packed([samples[:3], samples[3:]], pad)
+    unpacked = collate_rows([[s] for s in samples], pad)
+    assert packed["input_ids"].shape == (1, sum(len(s) for s in samples))
+    assert packed["cu_seq_lens"].tolist() == np.cumsum([0] + [len(s) for s in samples]).tolist()
+    assert packed["trained_tokens"] == unpacked["trained_tokens"] > 0
+    loss_p, grads_p = _per_token_loss_and_grads(model, packed)
+    loss_u, grads_u = _per_token_loss_and_grads(model, unpacked)
+    assert (loss_p - loss_u).abs().max().item() < 1e-5
+    for name, grad in grads_u.items():
+        assert np.allclose(grads_p[name].numpy(), grad.numpy(), rtol=1e-4, atol=1e-6), name
+
+
+def test_collate_packed_of_an_empty_slot_is_one_untrained_pad():
+    batch = collate_packed([], pad_id=3)
+    assert batch["input_ids"].tolist() == [[3]] and batch["targets"].tolist() == [[-100]]
+    assert batch["cu_seq_lens"].tolist() == [0, 1]
+    assert batch["real_tokens"] == batch["trained_tokens"] == 0
 
 
 def test_packing_without_position_restart_would_leak_attention(

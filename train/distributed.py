@@ -108,6 +108,11 @@ def wrap_model(model: Any, ctx: DistContext, fsdp: str, amp_dtype: Any = None) -
 
         device_ids = [ctx.local_rank] if ctx.device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=device_ids)
+    return shard_model(model, fsdp, amp_dtype)
+
+
+def shard_model(model: Any, fsdp: str, amp_dtype: Any = None) -> Any:
+    """FSDP2 ``fully_shard`` on every decoder layer, then the root (needs a process group)."""
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastchat_lite.masking import IGNORE_INDEX
 from train import distributed as D
 from train.checkpoint import save_checkpoint
-from train.collate import collate_rows
+from train.collate import collate_packed, collate_rows
 from train.config import TrainConfig
 from train.dataset import Sample
 from train.metrics import TrainLogger, Window
@@ -30,19 +31,34 @@ KILL_AT_STEP_ENV = "FASTCHAT_LITE_TEST_KILL_AT_STEP"
 
 
 def loss_sum(model: Any, batch: dict[str, Any], device: str, amp_dtype: Any) -> Any:
-    """Sum of cross-entropy over the trained tokens of a collated micro-batch."""
+    """Sum of cross-entropy over the trained tokens of a collated micro-batch.
+
+    Logits are only computed at trained positions (``logits_to_keep``): prompts and padding
+    never go through the LM head.
+    """
     import torch
     import torch.nn.functional as F
 
     input_ids = batch["input_ids"].to(device)
     targets = batch["targets"].to(device)
+    trained = targets != IGNORE_INDEX
     with torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
         logits = model(
-            input_ids=input_ids, position_ids=batch["position_ids"].to(device), use_cache=False
-        ).logits
-    return F.cross_entropy(
-        logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
-    )
+            input_ids=input_ids, position_ids=batch["position_ids"].to(device), use_cache=False,
+            logits_to_keep=trained, **packed_attention_kwargs(batch, device),
+        ).logits  # fmt: skip
+    return F.cross_entropy(logits.float(), targets[trained], reduction="sum")
+
+
+def packed_attention_kwargs(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    """flash-attn varlen's document boundaries for a packed batch (see train.attention)."""
+    if "cu_seq_lens" not in batch:
+        return {}
+    cu_seq_lens = batch["cu_seq_lens"].to(device)
+    return {
+        "cu_seq_lens_q": cu_seq_lens, "cu_seq_lens_k": cu_seq_lens,
+        "max_length_q": batch["max_length"], "max_length_k": batch["max_length"],
+    }  # fmt: skip
 
 
 @dataclass
@@ -83,9 +99,11 @@ def train_step(run: TrainingRun, step: Step) -> tuple[float, int, int]:
     trained, real = _step_counts(run, step)
     scale = run.ctx.world_size / max(trained, 1)
     slots = rank_slots(step, run.ctx.rank, run.plan.shape.accumulation)
+    collate = collate_packed if run.plan.shape.packing else collate_rows
     local = 0.0
     for k, micro in enumerate(slots):
-        batch = collate_rows([[run.samples[i] for i in row] for row in micro], run.pad_id)
+        rows = [[run.samples[i] for i in row] for row in micro]
+        batch = collate(rows, run.pad_id)
         with D.grad_sync(run.model, enabled=k == len(slots) - 1):
             loss = loss_sum(run.model, batch, run.ctx.device, run.amp_dtype)
             run.scaler.scale(loss * scale).backward()

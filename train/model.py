@@ -12,6 +12,7 @@ from typing import Any
 
 from fastchat_lite.errors import FastChatLiteError
 from train import distributed as D
+from train.attention import use_packed_attention
 from train.config import TrainConfig
 from train.loop import TrainingRun
 
@@ -27,6 +28,8 @@ def prepare_model(config: TrainConfig, ctx: D.DistContext) -> tuple[Any, list[st
         config.model_name_or_path, dtype="fp32", attn_implementation=config.attn_implementation
     )
     model.config.use_cache = False
+    if config.packing:
+        use_packed_attention(model)
     if config.gradient_checkpointing:
         enable_activation_checkpointing(model)
     if config.lora:
