@@ -13,7 +13,6 @@ import functools
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from data_prep.generate import command as generate_command
 from fastchat_lite.config import add_dataclass_arguments, build_config
 from fastchat_lite.errors import FastChatLiteError
+from fastchat_lite.processes import EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -105,32 +105,6 @@ def _os_errors_as_user_errors() -> Iterator[None]:
         raise FastChatLiteError(str(exc)) from None
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every cleanup (temp files, worker pools) runs."""
-
-
-EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process killed by TERM
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated` (once: a second one during the
-    cleanup is ignored; SIGKILL still ends the process)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def on_term(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _stoppable(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``kill`` stops a data command like Ctrl-C (no temp file left, exit 143); a reader that
     closes our stdout (``data stats ... | head``) ends it quietly."""
@@ -138,7 +112,7 @@ def _stoppable(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
     @functools.wraps(run)
     def stoppable(args: argparse.Namespace) -> int:
         try:
-            with _sigterm_raises():
+            with sigterm_as_interrupt():
                 return run(args)
         except Terminated:
             print("fastchat-lite: terminated", file=sys.stderr)

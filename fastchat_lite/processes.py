@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -184,13 +185,26 @@ def stop(
             proc.wait()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every cleanup (children, temp files, worker pools) runs;
+    ``except KeyboardInterrupt`` handles both."""
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process killed by TERM
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt, so ``kill`` stops us like Ctrl-C and
-    the caller's cleanup (stopping its children) runs."""
+    """Within the block SIGTERM raises :class:`Terminated`, so ``kill`` stops us like Ctrl-C and
+    the caller's cleanup runs. Once: a second SIGTERM during that cleanup is ignored (SIGKILL
+    still ends the process). Outside the main thread, where handlers cannot be set, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def on_term(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fastchat_lite.io import RawRecord
 from fastchat_lite.quickstart import sample_html
 
 
@@ -74,3 +75,18 @@ def render(markdown: str) -> str:
     from markdown_it import MarkdownIt
 
     return MarkdownIt("commonmark").enable("table").render(markdown)
+
+
+def clean_one(value: Any, config: Any = None) -> Any:
+    """One record through ``data clean``'s per-record pipeline, in process."""
+    from data_prep.clean import CleanConfig, Cleaner
+
+    config = config or CleanConfig()
+    return Cleaner(config, config.phrases()).clean(RawRecord(0, value))
+
+
+def kept_turns(value: Any, config: Any = None) -> list[dict[str, str]]:
+    """The turns ``data clean`` keeps of one record (fails if it drops the record)."""
+    outcome = clean_one(value, config)
+    assert outcome.reason is None, outcome
+    return json.loads(outcome.line)["conversations"]

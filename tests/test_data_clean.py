@@ -8,8 +8,10 @@ import random
 import pytest
 from data_fixtures import (
     PYTHON_CODE_HTML,
+    clean_one,
     code_block,
     conversation,
+    kept_turns,
     read_jsonl,
     reply,
     turn,
@@ -29,17 +31,6 @@ def run_cli(monkeypatch):
     """``fastchat-lite`` with only the data command (other stages may not be installed)."""
     monkeypatch.setattr(cli, "COMMANDS", {"data": "data_prep.cli"})
     return cli.main
-
-
-def clean_one(value, config: CleanConfig | None = None):
-    config = config or CleanConfig()
-    return Cleaner(config, config.phrases()).clean(RawRecord(0, value))
-
-
-def kept_turns(value, config=None):
-    outcome = clean_one(value, config)
-    assert outcome.reason is None, outcome
-    return json.loads(outcome.line)["conversations"]
 
 
 def test_human_turns_are_kept_as_typed_and_gpt_html_becomes_markdown():

@@ -5,31 +5,28 @@ from __future__ import annotations
 import json
 
 import pytest
-from data_fixtures import code_block, conversation, read_jsonl, reply, turn, write_jsonl
+from data_fixtures import (
+    clean_one,
+    code_block,
+    conversation,
+    kept_turns,
+    read_jsonl,
+    reply,
+    turn,
+    write_jsonl,
+)
 
 import fastchat_lite.cli as cli
-from data_prep.clean import CleanConfig, Cleaner, clean_file
+from data_prep.clean import CleanConfig, clean_file
 from data_prep.drops import DropLog, DropReason, Tally
 from data_prep.html import html_to_markdown
 from data_prep.ui_chrome import DEFAULT_UI_ERRORS, UiErrorMatcher, strip_ui_chrome
-from fastchat_lite.io import RawRecord
 
 # The error box the UI drew where a reply should be (as ShareGPT dumps saved it).
 ERROR_BOX = (
     '<div class="py-2 px-3 border text-gray-600 rounded-md text-sm dark:text-gray-100 '
     'border-red-500 bg-red-500/10">{}</div>'
 )
-
-
-def clean_one(value, config: CleanConfig | None = None):
-    config = config or CleanConfig()
-    return Cleaner(config, config.phrases()).clean(RawRecord(0, value))
-
-
-def kept_turns(value, config=None):
-    outcome = clean_one(value, config)
-    assert outcome.reason is None, outcome
-    return json.loads(outcome.line)["conversations"]
 
 
 # --- chrome -----------------------------------------------------------------------------
