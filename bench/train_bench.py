@@ -22,20 +22,20 @@ the 200 conversations after the epoch (same evaluation code for both). Then a mi
 of the attention alone and the activation-checkpointing memory figure.
 
 Run: python bench/train_bench.py --json /tmp/train_bench.json   (needs the bench extra: trl)
+Pieces: train_workload (model + data), train_peers (the two trainers, parity), train_probes
+(attention alone, activation-checkpointing memory); this file runs and reports.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,146 +45,11 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from fastchat_lite.masking import encode_conversation
-from fastchat_lite.messages import to_messages
-from train.synthetic import synthetic_conversations
+from bench.train_peers import eval_loss, run_ours, run_trl, self_check
+from bench.train_probes import attention_micro_bench, peak_memory_mb
+from bench.train_workload import build_workload, our_samples
 
-TEMPLATE = "vicuna_v1.1"
 MODES = ("ours-packed", "ours-grouped", "trl-packed", "trl-grouped")
-WARMUP_STEPS = 3
-
-
-# ---- workload: one model directory and one JSONL file both trainers read ------------------
-
-
-def build_workload(root: Path, args) -> tuple[Path, Path]:
-    """Save the tiny model + tokenizer and the conversations (cut like our trainer cuts them)."""
-    from fastchat_lite.model_loading import load_tokenizer
-    from fastchat_lite.tiny import TinyModelConfig, build_tiny_model, texts_of
-
-    records = synthetic_conversations(args.conversations, seed=0, median_words=90)
-    model_dir = build_tiny_model(root / "model", list(texts_of(records)), TinyModelConfig())
-    tokenizer = load_tokenizer(model_dir)
-    rows = []
-    for record in records:
-        encoded = encode_conversation(record, tokenizer, TEMPLATE, args.max_length)
-        if encoded.hard_truncated:
-            continue  # TRL would cut it elsewhere; keep only conversations both see whole
-        messages = to_messages(record)[: len(to_messages(record)) - encoded.turns_dropped]
-        rows.append({"messages": [{"role": m.role, "content": m.content} for m in messages]})
-    data = root / "conversations.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return model_dir, data
-
-
-def load_rows(data: Path) -> list[dict]:
-    return [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
-
-
-def our_samples(model_dir: Path, data: Path, max_length: int) -> list:
-    from fastchat_lite.model_loading import load_tokenizer
-    from train.dataset import load_samples
-
-    tokenizer = load_tokenizer(model_dir)
-    samples, stats = load_samples([str(data)], tokenizer, TEMPLATE, max_length, progress=False)
-    assert stats.kept == stats.records and stats.truncated == 0, stats.summary()
-    return samples
-
-
-# ---- the two trainers ---------------------------------------------------------------------
-
-
-def run_ours(mode: str, model_dir: Path, data: Path, out: Path, args) -> dict:
-    from train.config import TrainConfig
-    from train.recipe import train
-
-    def config(output_dir: Path, max_steps: int) -> TrainConfig:
-        return TrainConfig(
-            model_name_or_path=str(model_dir), data_path=[str(data)], output_dir=str(output_dir),
-            template=TEMPLATE, max_length=args.max_length, num_train_epochs=1, max_steps=max_steps,
-            per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_ratio=0.03,
-            packing=mode == "ours-packed", group_by_length=True, save_steps=0,
-            logging_steps=1_000_000, seed=0, resume="never",
-        )  # fmt: skip
-
-    train(config(out / "warmup", WARMUP_STEPS), progress=False)
-    train(config(out / "run", -1), progress=False)
-    record = json.loads((out / "run" / "train_log.jsonl").read_text().splitlines()[-1])
-    samples = our_samples(model_dir, data, args.max_length)
-    real = sum(len(s) for s in samples)
-    return {"seconds": real / record["tokens_per_s"], "steps": record["step"], "model": out / "run"}
-
-
-def run_trl(mode: str, model_dir: Path, data: Path, out: Path, args) -> dict:
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
-
-    from fastchat_lite.jinja_export import chat_template
-    from fastchat_lite.model_loading import load_model, load_tokenizer
-
-    class StepTimer(TrainerCallback):
-        seconds, started = 0.0, 0.0
-
-        def on_step_begin(self, *a, **k):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            self.seconds += time.perf_counter() - self.started
-
-    tokenizer = load_tokenizer(model_dir)
-    tokenizer.chat_template = chat_template(TEMPLATE)
-    dataset = Dataset.from_list(load_rows(data))
-    packed = {"packing": True, "padding_free": True, "packing_strategy": "bfd"}
-    grouped = {"train_sampling_strategy": "group_by_length"}
-
-    def trainer(max_steps: int, timer: StepTimer) -> SFTTrainer:
-        sft = SFTConfig(
-            output_dir=str(out), use_cpu=True, assistant_only_loss=True,
-            max_length=args.max_length, per_device_train_batch_size=args.batch_size,
-            num_train_epochs=1, max_steps=max_steps, learning_rate=args.lr,
-            lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, max_grad_norm=1.0,
-            optim="adamw_torch", seed=0, save_strategy="no", report_to="none",
-            logging_steps=1_000_000, disable_tqdm=True, dataloader_num_workers=0,
-            **(packed if mode == "trl-packed" else grouped),
-        )  # fmt: skip
-        model = load_model(model_dir, dtype="fp32", attn_implementation="sdpa")
-        return SFTTrainer(
-            model=model, args=sft, train_dataset=dataset, processing_class=tokenizer,
-            callbacks=[timer],
-        )  # fmt: skip
-
-    trainer(WARMUP_STEPS, StepTimer()).train()
-    timer = StepTimer()
-    run = trainer(-1, timer)
-    started = time.perf_counter()
-    run.train()
-    wall = time.perf_counter() - started
-    run.model.save_pretrained(out / "run")
-    return {"seconds": timer.seconds, "wall_seconds": wall, "steps": run.state.global_step,
-            "model": out / "run"}  # fmt: skip
-
-
-def eval_loss(model_path: Path, samples: list, max_length: int) -> float:
-    """Mean cross-entropy over every trained token of the workload (one code path for both)."""
-    import torch
-
-    from fastchat_lite.model_loading import load_model
-    from train.attention import use_packed_attention
-    from train.collate import collate_packed
-    from train.loop import loss_sum
-    from train.packing import pack_rows
-
-    model = load_model(model_path, dtype="fp32", attn_implementation="sdpa").eval()
-    use_packed_attention(model)
-    rows = pack_rows([len(s) for s in samples], list(range(len(samples))), max_length)
-    total = 0.0
-    with torch.no_grad():
-        for row in rows:
-            total += float(
-                loss_sum(model, collate_packed([[samples[i] for i in row]], 0), "cpu", None)
-            )
-    return total / sum(s.num_trained for s in samples)
 
 
 def child(args) -> int:
@@ -217,159 +82,6 @@ def run_child(mode: str, work: Path, data: Path, args, index: int) -> dict:
     ]  # fmt: skip
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return json.loads(result.read_text())
-
-
-# ---- correctness against the peer, attention alone, memory --------------------------------
-
-
-def self_check(model_dir: Path, data: Path, args) -> dict:
-    """Same ids, same trained-token mask and the same loss on one batch, or the bench stops."""
-    import torch
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    from fastchat_lite.jinja_export import chat_template
-    from fastchat_lite.model_loading import load_model, load_tokenizer
-    from train.collate import collate_packed
-    from train.loop import loss_sum
-
-    tokenizer = load_tokenizer(model_dir)
-    tokenizer.chat_template = chat_template(TEMPLATE)
-    rows = load_rows(data)
-    sft = SFTConfig(output_dir=str(data.parent / "check"), use_cpu=True, report_to="none",
-                    assistant_only_loss=True, max_length=args.max_length)  # fmt: skip
-    model = load_model(model_dir, dtype="fp32", attn_implementation="sdpa")
-    trainer = SFTTrainer(model=model, args=sft, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer)  # fmt: skip
-    theirs = list(trainer.train_dataset)
-    mismatched = 0
-    for row, example in zip(rows, theirs, strict=True):
-        ours = encode_conversation(row, tokenizer, TEMPLATE, args.max_length)
-        same_mask = [x != -100 for x in ours.labels] == [x != -100 for x in example["labels"]]
-        mismatched += int(ours.input_ids != example["input_ids"] or not same_mask)
-    samples = our_samples(model_dir, data, args.max_length)[:8]
-    collator = DataCollatorForLanguageModeling(tokenizer.pad_token_id, padding_free=True)
-    batch = collator([{k: e[k] for k in ("input_ids", "labels")} for e in theirs[:8]])
-    with torch.no_grad():
-        trl_loss = float(trainer.compute_loss(model, dict(batch)))
-        ours_sum = loss_sum(model, collate_packed([samples], tokenizer.pad_token_id), "cpu", None)
-    our_loss = float(ours_sum) / sum(s.num_trained for s in samples)
-    ok = mismatched == 0 and abs(trl_loss - our_loss) <= 1e-5 * abs(our_loss)
-    return {"conversations": len(rows), "mismatched": mismatched, "trl_loss": trl_loss,
-            "our_loss": our_loss, "ok": ok}  # fmt: skip
-
-
-def _fwd_bwd_ms(fn, *tensors, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats + 1):  # the first call warms the kernels up
-        started = time.perf_counter()
-        sum(out.sum() for out in fn(*tensors)).backward()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[1:]) * 1000
-
-
-class _Attention:  # what packed_sdpa_forward reads from a Llama attention module
-    num_key_value_groups, training = 2, True
-
-
-def _packed(q, k, v, cu_seq_lens) -> list:
-    from train.attention import packed_sdpa_forward
-
-    return [packed_sdpa_forward(_Attention(), q, k, v, None, cu_seq_lens_q=cu_seq_lens)[0]]
-
-
-def _separate(docs) -> list:
-    import torch.nn.functional as F
-
-    return [F.scaled_dot_product_attention(*d, is_causal=True, enable_gqa=True) for d in docs]
-
-
-def _masked(q, k, v, mask) -> list:
-    """What SDPA runs under transformers' block-diagonal mask (GQA heads repeated, full row)."""
-    import torch.nn.functional as F
-
-    k, v = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
-    return [F.scaled_dot_product_attention(q, k, v, attn_mask=mask[None, None])]
-
-
-def attention_micro_bench(samples: list, args) -> dict:
-    """fwd+bwd of the attention alone on real packed micro-batches (4 heads / 2 KV, dim 64)."""
-    import torch
-
-    from train.packing import BatchShape, plan_epoch
-
-    shape = BatchShape(args.max_length, args.batch_size, accumulation=1)
-    micro = [mb for step in plan_epoch([len(s) for s in samples], shape, 0, 0) for mb in step]
-    totals = {"packed": 0.0, "separate": 0.0, "masked": 0.0, "micro_batches": min(3, len(micro))}
-    for mb in micro[:3]:
-        lengths = torch.tensor([len(samples[i]) for row in mb for i in row])
-        n = int(lengths.sum())
-        q = torch.randn(1, 4, n, 64, requires_grad=True)
-        k, v = (torch.randn(1, 2, n, 64, requires_grad=True) for _ in range(2))
-        cu = torch.cat([torch.zeros(1), lengths.cumsum(0)]).to(torch.int32)
-        docs = [[torch.randn(1, h, m, 64, requires_grad=True) for h in (4, 2, 2)] for m in lengths]
-        doc_of = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-        mask = (doc_of[:, None] == doc_of[None, :]) & torch.ones(n, n, dtype=torch.bool).tril()
-        totals["packed"] += _fwd_bwd_ms(_packed, q, k, v, cu)
-        totals["separate"] += _fwd_bwd_ms(_separate, docs)
-        totals["masked"] += _fwd_bwd_ms(_masked, q, k, v, mask)
-    totals["ratio"] = totals["packed"] / totals["separate"]
-    return totals
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _memory_child(gradient_checkpointing: bool, model_dir: str, data: str, args, queue) -> None:
-    """Peak RSS above the pre-step level while one packed micro-batch runs fwd+bwd."""
-    import threading
-
-    import torch
-
-    from fastchat_lite.model_loading import load_model
-    from train.attention import use_packed_attention
-    from train.collate import collate_packed
-    from train.loop import loss_sum
-    from train.model import enable_activation_checkpointing
-    from train.packing import pack_rows
-
-    torch.set_num_threads(args.threads)
-    model = load_model(model_dir, dtype="fp32", attn_implementation="sdpa")
-    use_packed_attention(model)
-    if gradient_checkpointing:
-        enable_activation_checkpointing(model)
-    model.train()
-    samples = our_samples(Path(model_dir), Path(data), args.max_length)
-    rows = pack_rows([len(s) for s in samples], list(range(len(samples))), args.max_length)
-    batch = collate_packed([[samples[i] for i in r] for r in rows[: args.batch_size]], 0)
-    loss_sum(model, batch, "cpu", None).backward()  # grads + allocator warm, then measure
-    before, peak, done = _rss_mib(), [0.0], threading.Event()
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mib())
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=poll)
-    thread.start()
-    loss_sum(model, batch, "cpu", None).backward()
-    done.set()
-    thread.join()
-    queue.put(peak[0] - before)
-
-
-def peak_memory_mb(gradient_checkpointing: bool, model_dir: Path, data: Path, args) -> float:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    call = (gradient_checkpointing, str(model_dir), str(data), args, queue)
-    proc = ctx.Process(target=_memory_child, args=call)
-    proc.start()
-    value = queue.get(timeout=600)
-    proc.join()
-    return value
 
 
 # ---- the run ------------------------------------------------------------------------------
