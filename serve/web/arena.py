@@ -25,6 +25,7 @@ from serve.web.chat import (
     ChatClient,
     History,
     WebLimits,
+    check_text,
     model_messages,
     refresh_models,
     stream_reply,
@@ -58,12 +59,7 @@ def check_pair_turn(
     """Raise :class:`gr.Error` saying what to fix; a model switch mid-conversation is refused."""
     if not model_a or not model_b:
         raise gr.Error("Pick a model for both side A and side B first.")
-    if len(text) > limits.max_input_chars:
-        raise gr.Error(
-            f"Your message is {len(text)} characters; the limit is {limits.max_input_chars}."
-        )
-    if not text.strip():
-        raise gr.Error("Type a message first.")
+    check_text(text, limits)
     if (history_a or history_b) and pair.get("models") != [model_a, model_b]:
         raise gr.Error("Clear the conversation before switching models, so votes stay fair.")
 

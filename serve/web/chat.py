@@ -80,6 +80,11 @@ def validate_message(text: str, model: str | None, limits: WebLimits) -> None:
     """Raise :class:`gr.Error` saying what to fix (then nothing is appended)."""
     if not model:
         raise gr.Error(NO_MODEL_HINT)
+    check_text(text, limits)
+
+
+def check_text(text: str, limits: WebLimits) -> None:
+    """The message rules both tabs share: not too long, not blank."""
     if len(text) > limits.max_input_chars:
         raise gr.Error(
             f"Your message is {len(text)} characters; the limit is {limits.max_input_chars}. "
