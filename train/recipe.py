@@ -74,6 +74,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             plot_loss_curve(out)
             write_json(out / SUMMARY_NAME, summary)
             print(_final_message(summary, out))
+        # Ranks tear the process group down together: one rank destroying it while another is
+        # still finishing up can make gloo abort the other ("terminate called ...", SIGABRT).
+        D.barrier(ctx)
         return summary
     finally:
         D.shutdown(ctx)
