@@ -79,12 +79,9 @@ def tiny_tokenizer(tiny_tokenizer_dir: Path):
     return AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init Llama (2 layers, hidden 64) with its tokenizer, loadable by from_pretrained."""
+def _build_tiny_model(out: Path, context_length: int) -> Path:
     from fastchat_lite.tiny import TinyModelConfig, build_tiny_model
 
-    out = tmp_path_factory.mktemp("tiny-model")
     config = TinyModelConfig(
         vocab_size=600,
         hidden_size=64,
@@ -92,6 +89,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=context_length,
     )
     return build_tiny_model(out, SAMPLE_TEXTS * 20, config)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init Llama (2 layers, hidden 64) with its tokenizer, loadable by from_pretrained."""
+    return _build_tiny_model(tmp_path_factory.mktemp("tiny-model"), 512)
+
+
+@pytest.fixture(scope="session")
+def long_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny Llama with a 2048-token context, for generations that must outlast setup."""
+    return _build_tiny_model(tmp_path_factory.mktemp("tiny-model-2k"), 2048)

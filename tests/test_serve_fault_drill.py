@@ -19,7 +19,10 @@ from fastchat_lite.processes import free_port
 pytestmark = pytest.mark.slow
 
 STREAMS = 32
-MAX_TOKENS = 400  # with ignore_eos: seconds of decoding, so the kill lands mid-stream
+CONTEXT = 2048
+# With ignore_eos, a stream decodes several times longer than starting all 32 takes (about as
+# long as 400 tokens here), so the victim still has open streams when it is killed.
+MAX_TOKENS = 1900
 EXPIRY = 2.0  # --heartbeat-expiry
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 
@@ -46,7 +49,7 @@ class Cluster:
             self.procs[name] = spawn(
                 "worker", "--model", str(model_dir), "--model-name", "tiny", "--controller",
                 self.controller, "--port", str(port), "--worker-secret", SECRET,
-                "--threads", "1", "--context-length", "512",
+                "--threads", "1", "--context-length", str(CONTEXT),
             )  # fmt: skip
 
     def registered(self) -> list[str]:
@@ -58,12 +61,12 @@ class Cluster:
         return httpx.get(url, headers=AUTH, timeout=5).json()["queue_length"]
 
     def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.api, api_key="none", max_retries=0, timeout=30)
+        return openai.OpenAI(base_url=self.api, api_key="none", max_retries=0, timeout=60)
 
 
 @pytest.fixture
-def cluster(tiny_model_dir):
-    running = Cluster(tiny_model_dir)
+def cluster(long_tiny_model_dir):
+    running = Cluster(long_tiny_model_dir)
     try:
         wait_for(lambda: running.registered() == sorted(running.workers.values()), 90, "workers")
         wait_for(lambda: running.client().models.list().data, 30, "the API")
@@ -113,7 +116,7 @@ def test_killing_one_of_two_workers_under_32_streams_fails_only_its_streams(clus
     )
 
     for thread in threads:
-        thread.join(max(1.0, killed_at + 30 - time.monotonic()))
+        thread.join(max(1.0, killed_at + 60 - time.monotonic()))
     assert not any(t.is_alive() for t in threads), "a stream hung after the kill"
     errors = [o for o in outcomes if isinstance(o, openai.APIError)]
     finished = [o for o in outcomes if isinstance(o, int)]
