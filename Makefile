@@ -5,9 +5,11 @@ VLLM_VENV ?= .venv-vllm
 
 .PHONY: install install-browser install-sky install-vllm test lint quickstart
 
+# llama-cpp-python has no Linux wheel: the [llamacpp] extra compiles llama.cpp on every core
+# (~17 min on 2 cores the first time; pip caches the wheel after that).
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e ".[all,dev,bench]"
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PYTHON) -m pip install --quiet -e ".[all,dev,bench,llamacpp]"
 	$(MAKE) install-browser install-sky
 
 # Debian's chromium for the web-demo browser test (never `playwright install`).

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "eval": "llm_judge.cli",
     "quickstart": "fastchat_lite.quickstart.cli",
     "template": "fastchat_lite.template_cli",
+    "export": "fastchat_lite.export_cli",
 }
 
 

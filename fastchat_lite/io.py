@@ -79,6 +79,24 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temp path next to ``path`` for a writer that opens files itself (GGUF, llama.cpp's
+    quantizer); on success it is renamed over ``path`` with plain ``open()`` permissions."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+        os.chmod(tmp_name, _file_mode())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
 def write_json(path: str | os.PathLike[str], value: Any) -> None:
     with atomic_write(path) as handle:
         json.dump(value, handle, ensure_ascii=False, indent=2)

@@ -92,3 +92,20 @@ def template_for_tokenizer(tokenizer: Any, requested: str | None = None) -> str 
         return get_template(requested).name
     jinja = getattr(tokenizer, "chat_template", None)
     return template_name_from_chat_template(jinja) or (None if jinja else DEFAULT_TEMPLATE)
+
+
+_GENERATION_TAG = re.compile(r"\{%(-?)\s*(end)?generation\s*(-?)%\}")
+
+
+def plain_chat_template(jinja: str | None) -> str | None:
+    """``jinja`` without ``{% generation %}`` markers, for consumers with plain Jinja (llama.cpp,
+    jinja2 without transformers' extension). Each marker becomes an always-true ``if`` with the
+    same whitespace control, so the rendered text is unchanged."""
+    if not jinja:
+        return jinja
+
+    def replace(match: re.Match[str]) -> str:
+        left, end, right = match.groups()
+        return f"{{%{left} {'endif' if end else 'if true'} {right}%}}"
+
+    return _GENERATION_TAG.sub(replace, jinja)
