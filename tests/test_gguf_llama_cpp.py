@@ -91,3 +91,50 @@ def test_quantized_files_load_generate_and_report_fallbacks(
     llm = _llama(report.path)
     out = llm.create_completion("Hello", max_tokens=8, temperature=0)
     assert out["usage"]["completion_tokens"] > 0
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_style_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Llama-2-style tokenizer (byte-fallback BPE, spaces as "▁") on a tiny random Llama."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]
+    )
+    backend.decoder = decoders.Sequence(
+        [
+            decoders.Replace("\u2581", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    specials = ["<unk>", "<s>", "</s>", *(f"<0x{i:02X}>" for i in range(256))]
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=specials, show_progress=False)
+    backend.train_from_iterator(varied_strings(200), trainer)
+    out = tmp_path_factory.mktemp("spm-model")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.save_pretrained(out)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out
+
+
+def test_sentencepiece_style_tokenizers_export_with_exact_parity(
+    sentencepiece_style_model, tmp_path
+):
+    report = export_gguf(sentencepiece_style_model, tmp_path / "spm.gguf", dtype="f16")
+    assert report.tokenizer == "llama"
+    tokenizer = load_tokenizer(sentencepiece_style_model)
+    llm = _llama(report.path, vocab_only=True)
+    for text in varied_strings():
+        expected = tokenizer(text, add_special_tokens=False, split_special_tokens=True)
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == expected["input_ids"]

@@ -188,6 +188,8 @@ def _add_vocab(writer: Any, vocab: GgufVocab) -> None:
         writer.add_token_merges(vocab.merges)
     for kind, token_id in vocab.special_ids.items():
         getattr(writer, f"add_{kind}_token_id")(token_id)
+    if vocab.add_space_prefix is not None:
+        writer.add_add_space_prefix(vocab.add_space_prefix)
     writer.add_add_bos_token(vocab.add_bos)
     writer.add_add_eos_token(vocab.add_eos)
 

@@ -44,6 +44,7 @@ class GgufVocab:
     special_ids: dict[str, int] = field(default_factory=dict)  # bos/eos/unk/pad -> id
     add_bos: bool = False
     add_eos: bool = False
+    add_space_prefix: bool | None = None  # SentencePiece-style: "▁" put before the text
 
 
 def build_vocab(tokenizer: Any, n_vocab: int) -> GgufVocab:
@@ -123,6 +124,7 @@ def _pre_tokenizer_name(pre: dict[str, Any] | None) -> str:
 
 def _sentencepiece_vocab(spec: dict[str, Any], vocab: dict[str, int], n_vocab: int) -> GgufVocab:
     _check_metaspace(spec)
+    add_space_prefix = _prepends_space(spec)
     tokens, types = _ordered(vocab, n_vocab)
     scores = [0.0] * n_vocab
     for rank, merge in enumerate(_merges(spec["model"])):
@@ -133,7 +135,14 @@ def _sentencepiece_vocab(spec: dict[str, Any], vocab: dict[str, int], n_vocab: i
     for token_id, text in enumerate(tokens):
         if len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
             types[token_id] = BYTE
-    return GgufVocab(model="llama", pre=None, tokens=tokens, token_types=types, scores=scores)
+    return GgufVocab(
+        model="llama",
+        pre=None,
+        tokens=tokens,
+        token_types=types,
+        scores=scores,
+        add_space_prefix=add_space_prefix,
+    )
 
 
 def _check_metaspace(spec: dict[str, Any]) -> None:
@@ -144,6 +153,24 @@ def _check_metaspace(spec: dict[str, Any]) -> None:
             "GGUF export: a byte-fallback BPE tokenizer is exported as SentencePiece-style, "
             "but this one does not turn spaces into '\u2581'"
         )
+
+
+def _prepends_space(spec: dict[str, Any]) -> bool:
+    """Whether the text gets a leading "▁" (Llama-2's Prepend normalizer, or a Metaspace
+    pre-tokenizer with a prepend scheme): llama.cpp's ``add_space_prefix``."""
+
+    def steps(node: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
+        if not node:
+            return []
+        return node.get(key, [node]) if node.get("type") == "Sequence" else [node]
+
+    for step in steps(spec.get("normalizer"), "normalizers"):
+        if step.get("type") == "Prepend" and step.get("prepend") == "\u2581":
+            return True
+    for step in steps(spec.get("pre_tokenizer"), "pretokenizers"):
+        if step.get("type") == "Metaspace":
+            return step.get("prepend_scheme", "always") != "never"
+    return False
 
 
 def _mark_added_tokens(out: GgufVocab, tokenizer: Any) -> None:
