@@ -56,7 +56,8 @@ def run_worker(args: argparse.Namespace) -> int:
     config = secrets_from_env(build_config(WorkerConfig, args, args.config))
     if bool(config.model) == bool(config.upstream):
         raise FastChatLiteError(
-            "serve worker needs --model DIR (a local Hugging Face model) or --upstream URL "
+            "serve worker needs --model DIR (a local Hugging Face model; a .gguf file with "
+            "--backend llama-cpp) or --upstream URL "
             "(an OpenAI-compatible server), not both"
         )
     check_exposure("worker", config.host, config.worker_secret, config.insecure)

@@ -63,7 +63,10 @@ class ControllerConfig:
 
 @dataclass
 class WorkerConfig:
-    model: str = field(default="", metadata={"help": "local Hugging Face model directory"})
+    model: str = field(
+        default="",
+        metadata={"help": "local Hugging Face model directory (a .gguf file: --backend llama-cpp)"},
+    )
     model_name: str | None = field(
         default=None,
         metadata={"help": "name clients use (default: the directory's name or --upstream-model)"},
@@ -91,10 +94,18 @@ class WorkerConfig:
     max_batch_size: int = field(default=32, metadata={"help": "sequences decoded together"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda", "choices": ["cpu", "cuda"]})
     dtype: str = field(default="auto", metadata={"help": "auto, fp32, bf16 or fp16"})
-    backend: str = field(default="hf", metadata={"help": "engine", "choices": ["hf", "vllm"]})
+    backend: str = field(
+        default="hf",
+        metadata={
+            "help": "engine: hf (torch), vllm (GPU) or llama-cpp (a GGUF file, CPU)",
+            "choices": ["hf", "vllm", "llama-cpp"],
+        },
+    )
     context_length: int | None = field(
         default=None,
-        metadata={"help": "override the context window (default: model config / upstream's)"},
+        metadata={
+            "help": "override the context window (default: model config / GGUF / upstream's)"
+        },
     )
     worker_secret: str | None = field(
         default=None,
@@ -102,7 +113,16 @@ class WorkerConfig:
     )
     insecure: bool = field(default=False, metadata={"help": _INSECURE_HELP})
     threads: int | None = field(
-        default=None, metadata={"help": "torch CPU threads (default: half the cores)"}
+        default=None,
+        metadata={"help": "CPU threads of torch or llama.cpp (default: half the cores)"},
+    )
+    repack: str = field(
+        default="auto",
+        metadata={
+            "help": "llama.cpp weight repacking; auto = off on AMX CPUs, where quantized "
+            "models crash with it",
+            "choices": ["auto", "on", "off"],
+        },
     )
     max_body_bytes: int = field(
         default=2 * DEFAULT_MAX_BODY_BYTES,

@@ -33,7 +33,6 @@ from typing import Any
 
 from fastchat_lite.config import config_to_argv
 from fastchat_lite.errors import FastChatLiteError
-from fastchat_lite.model_loading import check_model_dir
 from fastchat_lite.processes import (
     LOOPBACK,
     cli_argv,
@@ -48,6 +47,7 @@ from fastchat_lite.processes import (
 )
 from serve.auth import worker_secret_headers
 from serve.config import SECRET_ENV, WORKER_SECRET_ENV, LocalConfig
+from serve.engine.backends import check_model_source
 
 READY_TIMEOUT = 600.0
 GRACE_SECONDS = 5.0
@@ -125,11 +125,11 @@ def _registered_models(controller_url: str, secret: str | None) -> list[str]:
 def run_local(config: LocalConfig) -> int:
     if bool(config.worker.model) == bool(config.worker.upstream):
         raise FastChatLiteError(
-            "serve local needs --model DIR (a local Hugging Face model) or --upstream URL "
-            "(an OpenAI-compatible server), not both"
+            "serve local needs --model DIR (a local Hugging Face model; a .gguf file with "
+            "--backend llama-cpp) or --upstream URL (an OpenAI-compatible server), not both"
         )
     if config.worker.model:
-        check_model_dir(config.worker.model)
+        check_model_source(config.worker)
         config.worker.model = str(Path(config.worker.model).resolve())
     config.controller.worker_secret = (
         config.controller.worker_secret

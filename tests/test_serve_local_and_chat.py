@@ -225,6 +225,7 @@ def test_every_worker_option_works_under_serve_local(monkeypatch):
         model="/m", model_name="n", template="vicuna", worker_address="http://10.0.0.2:9",
         max_batch_size=3, device="cuda", dtype="bf16", backend="vllm", context_length=99,
         threads=2, upstream="http://10.0.0.3:8000/v1", upstream_model="m", upstream_api_key="k",
+        repack="off",
     )  # fmt: skip
     config = LocalConfig(
         host="0.0.0.0",

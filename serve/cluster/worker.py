@@ -207,7 +207,8 @@ def build_service(config: WorkerConfig) -> StreamingService:
     from serve.engine.backends import load_engine  # torch: only workers that run a model
 
     engine, prompts = load_engine(config)
-    name = config.model_name or Path(config.model).resolve().name
+    model = Path(config.model).resolve()
+    name = config.model_name or (model.stem if model.suffix == ".gguf" else model.name)
     return WorkerService(engine, prompts, [name])
 
 

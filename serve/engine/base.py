@@ -1,7 +1,8 @@
 """What a worker needs from an engine: :class:`Engine`, and the :class:`EngineOutput` it streams.
 
-Two engines satisfy it: :class:`~serve.engine.batching.GenerationEngine` (Hugging Face model,
-our continuous batching) and :class:`~serve.engine.backends.VllmEngine` (GPU, vLLM's batching).
+Three engines satisfy it: :class:`~serve.engine.batching.GenerationEngine` (Hugging Face model,
+our continuous batching), :class:`~serve.engine.llama_cpp.LlamaCppEngine` (a GGUF file, one
+sequence at a time) and :class:`~serve.engine.backends.VllmEngine` (GPU, vLLM's batching).
 :class:`TextEngine` is the same contract for an engine that templates and tokenizes the request
 itself: :class:`~serve.engine.upstream.UpstreamEngine`, another OpenAI-compatible server.
 """

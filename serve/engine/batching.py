@@ -15,92 +15,18 @@ the thread's callbacks to an async iterator for the HTTP layer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
 from typing import Any
 
 import torch
 
-from serve.engine.base import EngineFinishReason, EngineOutput
-from serve.engine.decoding import IncrementalDetokenizer, StopStrings, apply_penalties, sample_token
-from serve.errors import ContextLengthError
-from serve.schemas import SamplingParams
+from serve.engine.queueing import QueuedEngine, Sequence
 
 log = logging.getLogger(__name__)
 
 
-class Sequence:
-    """One request's generation state; only the engine thread mutates it (``cancel`` aside)."""
-
-    def __init__(
-        self,
-        prompt_ids: list[int],
-        params: SamplingParams,
-        max_new_tokens: int,
-        stop_ids: set[int],
-        tokenizer: Any,
-        sink: Callable[[EngineOutput], None],
-    ) -> None:
-        self.prompt_ids = prompt_ids
-        self.params = params
-        self.max_new_tokens = max_new_tokens
-        self.stop_ids = set() if params.ignore_eos else stop_ids | set(params.stop_token_ids)
-        self.sink = sink
-        self.output_ids: list[int] = []
-        self.generator = (
-            torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        )
-        self.detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids)
-        self.stops = StopStrings(params.stop)
-        self.cancelled = False
-        self.finished = False
-        self.num_cached = 0  # real (non-padding) tokens in the KV cache == next position id
-
-    @property
-    def plain_greedy(self) -> bool:
-        p = self.params
-        return (
-            p.greedy
-            and p.repetition_penalty == 1.0
-            and not (p.presence_penalty or p.frequency_penalty)
-        )
-
-    def emit(
-        self, text: str, finish_reason: EngineFinishReason | None = None, error: str | None = None
-    ) -> None:
-        if finish_reason:
-            self.finished = True
-        if text or finish_reason:
-            out = EngineOutput(
-                text, len(self.prompt_ids), len(self.output_ids), finish_reason, error
-            )
-            self.sink(out)
-
-    def choose(self, logits: torch.Tensor) -> int:
-        if self.plain_greedy:
-            return int(logits.argmax())
-        logits = apply_penalties(logits.clone(), self.params, self.prompt_ids, self.output_ids)
-        return sample_token(logits, self.params, self.generator)
-
-    def accept(self, token: int) -> None:
-        """Append a sampled token, stream its text, and finish on a stop or the length limit."""
-        if token in self.stop_ids:
-            self.emit(self.stops.flush(), "stop")
-            return
-        self.output_ids.append(token)
-        text, stopped = self.stops.feed(self.detokenizer.add(token))
-        if stopped:
-            self.emit(text, "stop")
-        elif len(self.output_ids) >= self.max_new_tokens:
-            self.emit(text + self.stops.flush(), "length")
-        else:
-            self.emit(text)
-
-
-class GenerationEngine:
+class GenerationEngine(QueuedEngine):
     """Batched generation over an injected ``model`` (HF causal LM API) and ``tokenizer``.
 
     Satisfies :class:`~serve.engine.base.Engine`. ``batch_sizes`` counts decode steps by how many
@@ -116,105 +42,23 @@ class GenerationEngine:
         stop_token_ids: list[int] | tuple[int, ...] = (),
         max_batch_size: int = 32,
     ) -> None:
+        super().__init__(
+            tokenizer,
+            context_length=context_length,
+            stop_token_ids=stop_token_ids,
+            thread_name="generation-engine",
+        )
         self.model = model
-        self.tokenizer = tokenizer
-        self.context_length = context_length
-        self.stop_token_ids = set(stop_token_ids)
         self.max_batch_size = max_batch_size
         self.device = next(model.parameters()).device
-        self._waiting: deque[Sequence] = deque()
-        self._wake = threading.Condition()
         self._batch: list[Sequence] = []
         self._cache: Any = None
         self._mask: torch.Tensor | None = None  # [batch, cached length], 0 = padding
-        self._stopping = False
-        self._aborted = 0
         self.batch_sizes: Counter[int] = Counter()  # decode steps run with this many sequences
-        self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
-
-    # ------------------------------------------------------------------ public API
-
-    def start(self) -> GenerationEngine:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        with self._wake:
-            self._stopping = True
-            self._wake.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
 
     @property
     def running(self) -> int:
         return len(self._batch)
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
-    @property
-    def aborted(self) -> int:
-        return self._aborted
-
-    def max_new_tokens(self, prompt_len: int, requested: int | None) -> int:
-        """Tokens this prompt may generate; raises :class:`ContextLengthError` if it cannot fit."""
-        room = self.context_length - prompt_len
-        if room <= 0:
-            raise ContextLengthError(
-                f"This model's maximum context length is {self.context_length} tokens, but the "
-                f"prompt has {prompt_len} tokens; shorten the messages or the prompt",
-                param="messages",
-            )
-        return room if requested is None else min(requested, room)
-
-    def submit(
-        self, prompt_ids: list[int], params: SamplingParams, sink: Callable[[EngineOutput], None]
-    ) -> Sequence:
-        """Queue a request; ``sink`` is called from the engine thread with each output."""
-        if not prompt_ids:
-            prompt_ids = [self.tokenizer.bos_token_id or self.tokenizer.eos_token_id or 0]
-        max_new = self.max_new_tokens(len(prompt_ids), params.max_tokens)
-        seq = Sequence(prompt_ids, params, max_new, self.stop_token_ids, self.tokenizer, sink)
-        with self._wake:
-            self._waiting.append(seq)
-            self._wake.notify()
-        return seq
-
-    def cancel(self, seq: Sequence) -> None:
-        """Stop generating ``seq``; its slot is freed before the next decode step."""
-        seq.cancelled = True
-        with self._wake:
-            self._wake.notify()
-
-    async def generate(
-        self, prompt_ids: list[int], params: SamplingParams
-    ) -> AsyncIterator[EngineOutput]:
-        """Outputs of one request as an async iterator; closing it early cancels the request.
-
-        Outputs that queued up while the consumer was busy are merged into one, so a slow
-        HTTP stream costs fewer, larger chunks instead of falling behind the engine."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[EngineOutput] = asyncio.Queue()
-
-        def sink(out: EngineOutput) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(queue.put_nowait, out)
-
-        seq = self.submit(prompt_ids, params, sink)
-        try:
-            while True:
-                out = await queue.get()
-                while not out.finish_reason and not queue.empty():  # coalesce under load
-                    later = queue.get_nowait()
-                    later.text = out.text + later.text
-                    out = later
-                yield out
-                if out.finish_reason:
-                    return
-        finally:
-            if not seq.finished:
-                self.cancel(seq)
 
     # ------------------------------------------------------------------ engine thread
 
