@@ -45,6 +45,8 @@ TRAIN_OVERRIDES: dict[str, Any] = {
     "save_steps": 0,  # a redone stage trains from scratch, so checkpoints would only cost time
 }
 _PATH_KEYS = ("model_name_or_path", "data_path", "output_dir")
+# --gguf: the trained model as a 4-bit GGUF served by llama.cpp (what runs on a laptop).
+GGUF_QUANT = "q4_K_M"
 
 
 def train_settings() -> dict[str, Any]:
@@ -76,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000, help="API port (a free one if busy)")
     parser.add_argument("--web-port", type=int, default=7860, help="web demo port (ditto)")
     parser.add_argument(
+        "--gguf",
+        action="store_true",
+        help=f"also export the trained model to a {GGUF_QUANT} GGUF and serve that with "
+        "llama.cpp (needs the [llamacpp] extra)",
+    )
+    parser.add_argument(
         "--exit-after-answer",
         action="store_true",
         help="stop the server after its first answer instead of waiting for Ctrl-C (scripts, CI)",
@@ -91,6 +99,7 @@ class Paths:
         self.base_model = workdir / "models" / "base"
         self.train_config = workdir / "train.yaml"
         self.trained_model = workdir / "models" / "trained"
+        self.gguf = workdir / "models" / f"trained-{GGUF_QUANT}.gguf"
         self.serve_log = workdir / "logs" / "serve.log"
         self.answers = workdir / "identity_answers.json"
 
@@ -135,7 +144,7 @@ def _prepare_training(paths: Paths, settings: dict[str, Any]) -> None:
         yaml.safe_dump(config, handle, sort_keys=False)
 
 
-def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
+def build_stages(paths: Paths, name: str, org: str, gguf: bool = False) -> list[Any]:
     from fastchat_lite.quickstart.stages import Stage
 
     model_flags = [f"--{k.replace('_', '-')}={v}" for k, v in MODEL_SETTINGS.items()]
@@ -151,7 +160,7 @@ def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
          "--max-length", max_length, "--template", TEMPLATE]
         for d in DATASETS
     ]  # fmt: skip
-    return [
+    stages = [
         Stage(
             "raw", "Write the bundled raw data", [paths.raw(d) for d in DATASETS],
             {"name": name, "org": org}, action=lambda: _write_raw_data(paths, name, org),
@@ -174,6 +183,16 @@ def build_stages(paths: Paths, name: str, org: str) -> list[Any]:
             action=lambda: _prepare_training(paths, train),
         ),
     ]  # fmt: skip
+    if gguf:
+        stages.append(
+            Stage(
+                "gguf", f"Export to GGUF and quantize to {GGUF_QUANT} for llama.cpp",
+                [paths.gguf], {"quantize": GGUF_QUANT},
+                commands=[["export", "gguf", paths.trained_model, "-o", paths.gguf,
+                           "--quantize", GGUF_QUANT]],
+            )
+        )  # fmt: skip
+    return stages
 
 
 def _train_summary(paths: Paths, console: Any) -> None:
@@ -200,11 +219,36 @@ def _train_summary(paths: Paths, console: Any) -> None:
         console.print(f"loss curve: [bold]{curve}[/]", soft_wrap=True)
 
 
+def _check_llama_cpp() -> None:
+    """--gguf needs llama.cpp to quantize and serve: say so before training, not after."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        from fastchat_lite.errors import MissingExtraError
+
+        raise MissingExtraError(
+            "--gguf needs llama-cpp-python: pip install 'fastchat-lite[llamacpp]' (builds "
+            "llama.cpp from source, ~17 min, needs cmake and a C++ compiler); `make install` "
+            "includes it"
+        )
+
+
 def _next_steps(paths: Paths, console: Any) -> None:
+    if paths.gguf.is_file():
+        laptop = (
+            "serve the GGUF         fastchat-lite serve local --backend llama-cpp "
+            f"--model {paths.gguf}"
+        )
+    else:
+        laptop = (
+            f"run it with llama.cpp   fastchat-lite export gguf {paths.trained_model} "
+            f"-o {paths.gguf} --quantize {GGUF_QUANT}"
+        )
     console.print(
         "\n[bold]Next:[/]\n"
         f"  chat in the terminal   fastchat-lite chat --model {paths.trained_model}\n"
         f"  serve it again         fastchat-lite serve local --model {paths.trained_model}\n"
+        f"  {laptop}\n"
         f"  retrain with changes   edit {paths.train_config}, then "
         f"fastchat-lite train --config {paths.train_config}\n"
         f"  every command it ran   {paths.workdir / 'commands.sh'}",
@@ -238,7 +282,9 @@ def run(args: argparse.Namespace) -> int:
         f"(workdir {paths.workdir})"
     )
     runner = StageRunner(paths.workdir, console, force=args.force)
-    stages = build_stages(paths, args.name, args.org)
+    if args.gguf:
+        _check_llama_cpp()
+    stages = build_stages(paths, args.name, args.org, gguf=args.gguf)
     runner.run_all(stages)
     _train_summary(paths, console)
 
@@ -248,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_serve:
         from fastchat_lite.quickstart.serve import serve_and_ask
 
-        served = serve_and_ask(paths.trained_model, paths.serve_log, args, console)
+        served_model = paths.gguf if args.gguf else paths.trained_model
+        served = serve_and_ask(served_model, paths.serve_log, args, console)
         served.question += " (through the API)"
         results.append(served)
     _write_answers(paths.answers, results)

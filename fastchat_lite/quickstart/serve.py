@@ -73,9 +73,11 @@ def serving(
             processes.stop([proc], grace=STOP_GRACE_S, group=True)
 
 
-def serve_args(model_dir: Path, model_name: str, ports: tuple[int, int]) -> list[str]:
+def serve_args(model: Path, model_name: str, ports: tuple[int, int]) -> list[str]:
+    """``serve local`` for a model directory (torch) or a ``.gguf`` file (llama.cpp)."""
     port, web_port = ports
-    return ["serve", "local", "--model", str(model_dir), "--model-name", model_name,
+    backend = ["--backend", "llama-cpp"] if model.suffix == ".gguf" else []
+    return ["serve", "local", "--model", str(model), "--model-name", model_name, *backend,
             "--port", str(port), "--web-port", str(web_port)]  # fmt: skip
 
 
