@@ -68,12 +68,12 @@ from fastchat_lite.processes import (
     stop,
     wait_until,
 )
+from serve.engine.llama_cpp import cpu_has_amx
 
 MIB = 1024 * 1024
 TARGET_VS_PEER = 0.90  # ours through our stack >= 90% of llama.cpp alone
 TARGET_Q4_SPEEDUP = 4.0  # q4_K_M single-stream tokens/s >= 4x the torch worker's
 TARGET_Q4_MEMORY = 0.35  # with <= 0.35x its resident memory
-AMX_FLAGS = ("amx_tile", "amx_bf16", "amx_int8")
 
 
 @dataclass
@@ -93,14 +93,6 @@ class Contender:
             return True
         cmdline = proc.cmdline()
         return "serve" in cmdline and "worker" in cmdline
-
-
-def cpu_has_amx() -> bool:
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return any(flag in text.split() for flag in AMX_FLAGS)
 
 
 def ours(model: Path, threads: int, file_type: str) -> Contender:
