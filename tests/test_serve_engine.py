@@ -30,10 +30,14 @@ def tokenizer(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir, tokenizer):
+def model(tiny_model_dir):
     from fastchat_lite.model_loading import load_model
 
-    model = load_model(tiny_model_dir, device="cpu").eval()
+    return load_model(tiny_model_dir, device="cpu").eval()
+
+
+@pytest.fixture(scope="module")
+def engine(model, tokenizer):
     eng = GenerationEngine(model, tokenizer, context_length=128, max_batch_size=4).start()
     yield eng
     eng.close()
@@ -156,6 +160,74 @@ def test_prompt_longer_than_context_is_refused(engine, tokenizer):
 def test_max_tokens_is_bounded_by_the_context_window(engine, tokenizer):
     ids = tokenizer("hello " * 30)["input_ids"]
     assert engine.max_new_tokens(len(ids), 10_000) == 128 - len(ids)
+
+
+def hf_greedy_ids(model, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+    """transformers' own greedy ``generate`` for one prompt, never stopping at EOS."""
+    import torch
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(
+        do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=None, pad_token_id=0
+    )
+    out = model.generate(torch.tensor([prompt_ids]), generation_config=config)
+    return out[0, len(prompt_ids) :].tolist()
+
+
+def submit_together(engine, prompts: list[list[int]], lengths: list[int]) -> list[list[int]]:
+    """Submit every prompt at once (one batched prefill) and return each one's output ids."""
+    sinks = [Collector() for _ in prompts]
+    seqs = [
+        engine.submit(ids, SamplingParams(temperature=0, max_tokens=n, ignore_eos=True), sink)
+        for ids, n, sink in zip(prompts, lengths, sinks, strict=True)
+    ]
+    for sink in sinks:
+        sink.result()
+    return [seq.output_ids for seq in seqs]
+
+
+def test_greedy_tokens_equal_transformers_generate_for_prompts_prefilled_together(
+    engine, model, tokenizer
+):
+    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS[:4]]  # 4 lengths, left-padded
+    lengths = [20, 35, 12, 28]
+    expected = [hf_greedy_ids(model, ids, n) for ids, n in zip(prompts, lengths, strict=True)]
+    assert len({len(ids) for ids in prompts}) > 1
+    assert submit_together(engine, prompts, lengths) == expected
+
+
+def test_kv_cache_growing_past_its_headroom_gives_the_same_tokens(model, tokenizer, monkeypatch):
+    from serve.engine import kv_cache
+
+    monkeypatch.setattr(kv_cache, "HEADROOM", 2)  # reallocate every few steps
+    prompts = [tokenizer(p)["input_ids"] for p in (PROMPTS[1], PROMPTS[4] * 3)]
+    lengths = [60, 45]
+    expected = [hf_greedy_ids(model, ids, n) for ids, n in zip(prompts, lengths, strict=True)]
+    eng = GenerationEngine(model, tokenizer, context_length=256, max_batch_size=4).start()
+    try:
+        assert submit_together(eng, prompts, lengths) == expected
+    finally:
+        eng.close()
+
+
+def test_stream_merges_outputs_between_intervals_and_sends_the_first_and_last_at_once(
+    engine, tokenizer
+):
+    import asyncio
+
+    async def chunks(interval: float) -> list:
+        engine.stream_interval = interval
+        params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
+        return [o async for o in engine.generate(tokenizer(PROMPTS[0])["input_ids"], params)]
+
+    try:
+        every = asyncio.run(chunks(0.0))
+        merged = asyncio.run(chunks(10.0))
+    finally:
+        del engine.stream_interval  # back to the class default
+    assert "".join(o.text for o in merged) == "".join(o.text for o in every)
+    assert len(every) > 2 and len(merged) == 2  # the first output, then everything else
+    assert merged[-1].finish_reason == "length" and merged[-1].completion_tokens == 40
 
 
 # Texts unseen by the BPE training, so they are split into byte tokens.

@@ -21,9 +21,12 @@ from typing import Any
 
 import torch
 
+from serve.engine.kv_cache import new_cache
 from serve.engine.queueing import QueuedEngine, Sequence
 
 log = logging.getLogger(__name__)
+
+PREFILL_TOKENS = 512  # padded prompt tokens per prefill pass: the first group answers sooner
 
 
 class GenerationEngine(QueuedEngine):
@@ -73,8 +76,7 @@ class GenerationEngine(QueuedEngine):
                 admitted = self._take_waiting()
             try:
                 with torch.inference_mode():
-                    for seq in admitted:
-                        self._prefill(seq)
+                    self._prefill_all(admitted)
                     self._drop_finished()
                     if self._batch:
                         self._decode_step()
@@ -102,36 +104,58 @@ class GenerationEngine(QueuedEngine):
                 admitted.append(seq)
         return admitted
 
-    def _prefill(self, seq: Sequence) -> None:
-        from transformers import DynamicCache
+    def _prefill_all(self, admitted: list[Sequence]) -> None:
+        """Prefill admitted prompts in groups of about ``PREFILL_TOKENS`` padded tokens."""
+        group: list[Sequence] = []
+        for seq in sorted(admitted, key=lambda s: len(s.prompt_ids)):
+            longest = len(seq.prompt_ids)  # sorted: the newcomer is the longest so far
+            if group and (len(group) + 1) * longest > PREFILL_TOKENS:
+                self._prefill(group)
+                group = []
+            group.append(seq)
+        if group:
+            self._prefill(group)
 
-        cache = DynamicCache()
-        ids = torch.tensor([seq.prompt_ids], device=self.device)
-        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-        seq.num_cached = len(seq.prompt_ids)
-        self._join(seq, cache)
-        seq.accept(seq.choose(out.logits[0, -1].float()))
+    def _prefill(self, group: list[Sequence]) -> None:
+        """One forward pass over left-padded prompts: their caches join the batch, and each
+        sequence gets its first token. One prompt at a time would read every weight once per
+        prompt (measured: 1.6x the CPU time for 32 prompts of 50-73 tokens)."""
+        length = max(len(seq.prompt_ids) for seq in group)
+        ids = torch.zeros(len(group), length, dtype=torch.long)
+        mask = torch.zeros(len(group), length, dtype=torch.long)
+        for row, seq in enumerate(group):
+            ids[row, length - len(seq.prompt_ids) :] = torch.tensor(seq.prompt_ids)
+            mask[row, length - len(seq.prompt_ids) :] = 1
+            seq.num_cached = len(seq.prompt_ids)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = new_cache()
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask if len(group) > 1 else None,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self._join(group, cache, mask)
+        logits = out.logits[:, -1].float()
+        for row, token in enumerate(self._choose(group, logits)):
+            group[row].accept(token)
 
-    def _join(self, seq: Sequence, cache: Any) -> None:
-        """Append a prefilled sequence's cache to the batch cache, left-padding the shorter."""
-        new_len = len(seq.prompt_ids)
-        new_mask = torch.ones(1, new_len, dtype=torch.long, device=self.device)
+    def _join(self, group: list[Sequence], cache: Any, mask: torch.Tensor) -> None:
+        """Append prefilled rows to the batch cache, left-padding the shorter side."""
+        padding = mask == 0
+        for layer in cache.layers:
+            layer.zero_padding(padding)
         if self._cache is None:
-            self._cache, self._mask, self._batch = cache, new_mask, [seq]
+            self._cache, self._mask, self._batch = cache, mask, list(group)
             return
-        old_len = self._mask.shape[1]
-        total = max(old_len, new_len)
+        total = max(self._mask.shape[1], mask.shape[1])
         for old_layer, new_layer in zip(self._cache.layers, cache.layers, strict=True):
-            for name in ("keys", "values"):
-                merged = torch.cat(
-                    [
-                        _left_pad(getattr(old_layer, name), total),
-                        _left_pad(getattr(new_layer, name), total),
-                    ]
-                )
-                setattr(old_layer, name, merged)
-        self._mask = torch.cat([_left_pad(self._mask, total), _left_pad(new_mask, total)])
-        self._batch.append(seq)
+            old_layer.append_rows(new_layer)
+        self._mask = torch.cat([_left_pad(self._mask, total), _left_pad(mask, total)])
+        self._batch.extend(group)
 
     def _decode_step(self) -> None:
         batch = self._batch
@@ -147,13 +171,19 @@ class GenerationEngine(QueuedEngine):
             use_cache=True,
         )
         self._mask = mask
-        logits = out.logits[:, -1].float()
-        greedy = logits.argmax(-1).tolist() if all(s.plain_greedy for s in batch) else None
-        for row, seq in enumerate(batch):
+        tokens = self._choose(batch, out.logits[:, -1].float())
+        for seq, token in zip(batch, tokens, strict=True):
             seq.num_cached += 1
-            if seq.cancelled:
-                continue
-            seq.accept(greedy[row] if greedy is not None else seq.choose(logits[row]))
+            if not seq.cancelled:
+                seq.accept(token)
+
+    @staticmethod
+    def _choose(batch: list[Sequence], logits: torch.Tensor) -> list[int]:
+        """Next token of each row: one batched argmax (one host sync) when every row is plain
+        greedy, else each sequence's own sampler."""
+        if all(seq.plain_greedy for seq in batch):
+            return logits.argmax(-1).tolist()
+        return [seq.choose(row) for seq, row in zip(batch, logits, strict=True)]
 
     def _drop_finished(self) -> None:
         """Remove finished/cancelled rows from the batch cache and trim shared left padding."""
@@ -170,18 +200,14 @@ class GenerationEngine(QueuedEngine):
         mask = self._mask.index_select(0, index)
         lead = int(mask.any(dim=0).int().argmax())  # first column some sequence still uses
         for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, lead:]
-            layer.values = layer.values.index_select(0, index)[:, :, lead:]
+            layer.keep_rows(index, lead)
         self._mask = mask[:, lead:]
         self._batch = [self._batch[i] for i in keep]
 
 
-def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
-    """Zero-pad dimension -2 (KV caches, [b, h, t, d]) or -1 (masks, [b, t]) on the left."""
-    dim = -1 if tensor.dim() == 2 else -2
-    missing = length - tensor.shape[dim]
+def _left_pad(mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad an attention mask (``[b, t]``) on the left to ``length`` columns."""
+    missing = length - mask.shape[1]
     if missing <= 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+        return mask
+    return torch.cat([mask.new_zeros(mask.shape[0], missing), mask], dim=1)
