@@ -131,6 +131,20 @@ def test_serve_local_checks_the_gguf_before_starting_any_child(tiny_model_dir):
 # ---------------------------------------------------------------- in process
 
 
+def test_a_llama_cpp_worker_never_loads_torch(tiny_gguf):
+    # torch alone is ~185 MiB resident: more than a 4-bit 100M model. The laptop path has none.
+    code = (
+        "import sys\n"
+        "from serve.cluster.worker import build_service\n"
+        "from serve.config import WorkerConfig\n"
+        f"service = build_service(WorkerConfig(model={str(tiny_gguf)!r}, backend='llama-cpp'))\n"
+        "service.engine.close()\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def collect(engine: Any, prompt_ids: list[int], params: SamplingParams) -> list[EngineOutput]:
     async def run() -> list[EngineOutput]:
         return [out async for out in engine.generate(prompt_ids, params)]

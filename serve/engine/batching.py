@@ -23,6 +23,7 @@ import torch
 
 from serve.engine.kv_cache import new_cache
 from serve.engine.queueing import QueuedEngine, Sequence
+from serve.engine.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class GenerationEngine(QueuedEngine):
         )
         self._join(group, cache, mask)
         logits = out.logits[:, -1].float()
-        for row, token in enumerate(self._choose(group, logits)):
+        for row, token in enumerate(choose_tokens(group, logits)):
             group[row].accept(token)
 
     def _join(self, group: list[Sequence], cache: Any, mask: torch.Tensor) -> None:
@@ -171,19 +172,11 @@ class GenerationEngine(QueuedEngine):
             use_cache=True,
         )
         self._mask = mask
-        tokens = self._choose(batch, out.logits[:, -1].float())
+        tokens = choose_tokens(batch, out.logits[:, -1].float())
         for seq, token in zip(batch, tokens, strict=True):
             seq.num_cached += 1
             if not seq.cancelled:
                 seq.accept(token)
-
-    @staticmethod
-    def _choose(batch: list[Sequence], logits: torch.Tensor) -> list[int]:
-        """Next token of each row: one batched argmax (one host sync) when every row is plain
-        greedy, else each sequence's own sampler."""
-        if all(seq.plain_greedy for seq in batch):
-            return logits.argmax(-1).tolist()
-        return [seq.choose(row) for seq, row in zip(batch, logits, strict=True)]
 
     def _drop_finished(self) -> None:
         """Remove finished/cancelled rows from the batch cache and trim shared left padding."""

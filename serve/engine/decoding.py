@@ -1,6 +1,7 @@
-"""Per-sequence decoding pieces: logits processing, sampling, incremental detokenization, stops.
+"""Per-sequence text pieces: incremental detokenization and stop strings.
 
-Kept apart from the batching loop (:mod:`serve.engine.batching`) so each rule is unit-testable.
+Kept apart from the engines so each rule is unit-testable, and free of torch so the llama.cpp
+worker does not load it (sampling on logits lives in :mod:`serve.engine.sampling`).
 """
 
 from __future__ import annotations
@@ -9,49 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import torch
-
-from serve.schemas import SamplingParams
-
 DETOKENIZE_CONTEXT = 5  # prompt tokens decoded with the first output token (leading spaces)
-
-
-def apply_penalties(
-    logits: torch.Tensor, params: SamplingParams, prompt_ids: list[int], output_ids: list[int]
-) -> torch.Tensor:
-    """Repetition (HF, multiplicative over prompt+output), presence and frequency (OpenAI,
-    additive over the output) penalties on one row of logits."""
-    if params.repetition_penalty != 1.0:
-        seen = torch.tensor(sorted(set(prompt_ids) | set(output_ids)), dtype=torch.long)
-        picked = logits[seen]
-        logits[seen] = torch.where(
-            picked > 0, picked / params.repetition_penalty, picked * params.repetition_penalty
-        )
-    if output_ids and (params.presence_penalty or params.frequency_penalty):
-        counts = torch.bincount(torch.tensor(output_ids), minlength=logits.shape[-1])
-        counts = counts[: logits.shape[-1]].to(logits.dtype)
-        logits -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0)
-    return logits
-
-
-def sample_token(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
-) -> int:
-    """Greedy when temperature is 0, else temperature -> top-k -> top-p -> multinomial."""
-    if params.greedy:
-        return int(logits.argmax())
-    logits = logits / params.temperature
-    if params.top_k > 0 and params.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, params.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits.float(), dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        cumulative = torch.cumsum(sorted_probs, dim=-1)
-        drop = cumulative - sorted_probs > params.top_p  # keep the token that crosses top_p
-        sorted_probs[drop] = 0.0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def ids_to_text(tokenizer: Any) -> Callable[[list[int]], str]:

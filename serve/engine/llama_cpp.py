@@ -177,9 +177,9 @@ class LlamaCppEngine(QueuedEngine):
                 self._decode(seq)
             except Exception as exc:  # a model failure must not kill the worker silently
                 log.exception("llama.cpp generation failed")
+                self.llama.reset()  # its KV cache may be half written: before anyone hears back
                 if not seq.finished:
                     seq.emit("", "error", error=f"generation failed: {exc}")
-                self.llama.reset()  # its KV cache may be half written
             finally:
                 self._current = None
         with self._wake:

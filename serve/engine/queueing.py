@@ -19,10 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
-import torch
-
 from serve.engine.base import EngineFinishReason, EngineOutput
-from serve.engine.decoding import IncrementalDetokenizer, StopStrings, apply_penalties, sample_token
+from serve.engine.decoding import IncrementalDetokenizer, StopStrings
 from serve.errors import ContextLengthError
 from serve.schemas import SamplingParams
 
@@ -45,9 +43,7 @@ class Sequence:
         self.stop_ids = set() if params.ignore_eos else stop_ids | set(params.stop_token_ids)
         self.sink = sink
         self.output_ids: list[int] = []
-        self.generator = (
-            torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        )
+        self.generator: Any = None  # the torch engine's seeded sampler (serve.engine.sampling)
         self.detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids)
         self.stops = StopStrings(params.stop)
         self.cancelled = False
@@ -73,12 +69,6 @@ class Sequence:
                 text, len(self.prompt_ids), len(self.output_ids), finish_reason, error
             )
             self.sink(out)
-
-    def choose(self, logits: torch.Tensor) -> int:
-        if self.plain_greedy:
-            return int(logits.argmax())
-        logits = apply_penalties(logits.clone(), self.params, self.prompt_ids, self.output_ids)
-        return sample_token(logits, self.params, self.generator)
 
     def accept(self, token: int) -> None:
         """Append a sampled token, stream its text, and finish on a stop or the length limit."""
