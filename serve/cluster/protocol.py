@@ -84,6 +84,9 @@ class GenerateRequest(RequestSchema):
     messages: list[ChatMessage] | None = None
     prompt: str | None = None
     params: SamplingParams = Field(default_factory=SamplingParams)
+    # False: the caller wants only the whole reply (a non-streaming API request), so the worker
+    # sends it as one chunk instead of a line per burst of tokens for the caller to join.
+    stream: bool = True
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> GenerateRequest:

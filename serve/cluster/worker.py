@@ -52,6 +52,7 @@ from serve.schemas import SamplingParams
 log = logging.getLogger(__name__)
 
 PREPARE_THREADS = 4  # prompts templated / tokenized at once (the tokenizer releases the GIL)
+JOINED_FLUSH_S = 5.0  # a whole-reply stream still sends what it has this often (API read timeouts)
 
 
 class Prepared(NamedTuple):
@@ -91,11 +92,13 @@ class StreamingService:
     def generate(self, prepared: Any) -> AsyncIterator[EngineOutput]:
         raise NotImplementedError
 
-    async def stream(self, prepared: Any) -> AsyncIterator[bytes]:
-        """NDJSON chunks; an unexpected failure ends the stream with an error chunk instead of
-        a cut connection, so the caller can tell a failed request from a dead worker."""
+    async def stream(self, prepared: Any, *, whole: bool = False) -> AsyncIterator[bytes]:
+        """NDJSON chunks (one with the whole reply when ``whole``); an unexpected failure ends
+        the stream with an error chunk instead of a cut connection, so the caller can tell a
+        failed request from a dead worker."""
         try:
-            async for line in self._stream(prepared):
+            outputs = self.generate(prepared)
+            async for line in self._lines(joined(outputs) if whole else outputs):
                 yield line
         except ServeError as exc:
             log.warning("request failed: %s", exc)
@@ -105,8 +108,7 @@ class StreamingService:
             chunk = GenerateChunk.failure(ServeError(f"generation failed: {exc}"))
             yield chunk.model_dump_json(exclude_defaults=True).encode() + b"\n"
 
-    async def _stream(self, prepared: Any) -> AsyncIterator[bytes]:
-        stream = self.generate(prepared)
+    async def _lines(self, stream: AsyncIterator[EngineOutput]) -> AsyncIterator[bytes]:
         async with contextlib.aclosing(stream):
             async for out in stream:
                 if out.finish_reason == "error":
@@ -185,6 +187,28 @@ class UpstreamService(StreamingService):
 
     def generate(self, prepared: AsyncIterator[EngineOutput]) -> AsyncIterator[EngineOutput]:
         return prepared
+
+
+async def joined(
+    outputs: AsyncIterator[EngineOutput], every: float = JOINED_FLUSH_S
+) -> AsyncIterator[EngineOutput]:
+    """The reply in as few pieces as the caller's read timeout allows: text is held back and
+    sent with the last output, or after ``every`` seconds of holding (a long generation on a
+    slow CPU must not look like a dead worker). An error output passes through as it is."""
+    loop = asyncio.get_running_loop()
+    parts: list[str] = []
+    held_since = loop.time()
+    async with contextlib.aclosing(outputs):
+        async for out in outputs:
+            if out.finish_reason == "error":
+                yield out
+                return
+            parts.append(out.text)
+            if out.finish_reason is not None or loop.time() - held_since >= every:
+                out.text, parts, held_since = "".join(parts), [], loop.time()
+                yield out
+            if out.finish_reason is not None:
+                return
 
 
 async def _prepend(
@@ -284,7 +308,8 @@ def create_app(
     async def generate_stream(req: GenerateRequest, request: Request) -> StreamingResponse:
         service: StreamingService = request.app.state.service
         prepared = await service.prepare_off_loop(req)
-        return StreamingResponse(service.stream(prepared), media_type="application/x-ndjson")
+        lines = service.stream(prepared, whole=not req.stream)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
 
     @app.get("/worker_status", dependencies=secret)
     async def worker_status(request: Request) -> WorkerStatus:

@@ -190,8 +190,11 @@ class OpenAIService:
     # ------------------------------------------------------------------ shared machinery
 
     async def _run_all(self, model: str, jobs: list[Job]) -> list[Job]:
+        """Every job's whole reply (the worker sends each in one chunk)."""
+
         async def run(job: Job) -> None:
-            stream = self.client.generate_stream(model, job.request)
+            request = job.request.model_copy(update={"stream": False})
+            stream = self.client.generate_stream(model, request)
             async with contextlib.aclosing(stream):
                 async for chunk in stream:
                     job.record(chunk)
