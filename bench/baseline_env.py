@@ -86,6 +86,24 @@ def package_version(python: Path, package: str) -> str:
     ).stdout.strip()
 
 
+SERVE_EXTRAS = ["uvloop", "httptools"]  # what uvicorn[standard] adds: its fastest loop and parser
+
+
+def ensure_serve_extras(python: Path) -> None:
+    """Install uvloop and httptools into a FastChat venv (once): its servers call
+    ``uvicorn.run`` with the default ``auto`` loop and parser, which use them when importable,
+    so the serving benchmark compares against FastChat on the same event loop as ours."""
+    missing = [
+        name
+        for name in SERVE_EXTRAS
+        if subprocess.run([str(python), "-c", f"import {name}"], capture_output=True).returncode
+    ]
+    if missing:
+        print(f"[baseline] installing {' '.join(missing)} into {python.parent.parent}", flush=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, *missing], check=True)
+
+
 def baseline_env(logdir: Path) -> dict[str, str]:
     """Environment for fastchat processes: LOGDIR set (its modules write logs at import)."""
     logdir.mkdir(parents=True, exist_ok=True)
