@@ -160,3 +160,32 @@ def test_plain_transformers_with_the_saved_chat_template_gets_the_same_identity(
         out = model.generate(**ids, max_new_tokens=40, do_sample=False)
     answer = tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert NAME in answer and ORG in answer, answer
+
+
+@pytest.mark.slow
+def test_gguf_run_quantizes_the_model_and_llama_cpp_still_says_its_name(first_run):
+    workdir, _ = first_run
+    ports = ["--port", str(free_port()), "--web-port", str(free_port())]
+    done = _quickstart(workdir, "--gguf", *ports, "--exit-after-answer", timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert "--backend llama-cpp" in output and "q4_K_M" in output
+    assert (workdir / "models" / "trained-q4_K_M.gguf").is_file()
+    served = _answers(workdir)["Who are you? (through the API)"]
+    assert NAME in served and ORG in served, served
+
+
+@pytest.mark.slow
+def test_plain_llama_cpp_with_the_embedded_chat_template_gets_the_same_identity(first_run):
+    # llama-cpp-python alone, prompting with the template inside the GGUF file.
+    import llama_cpp
+
+    gguf = first_run[0] / "models" / "trained-q4_K_M.gguf"
+    if not gguf.is_file():
+        pytest.fail("the --gguf run above did not leave its file")
+    llm = llama_cpp.Llama(str(gguf), n_ctx=512, n_threads=2, verbose=False)
+    reply = llm.create_chat_completion(
+        [{"role": "user", "content": "Who are you?"}], temperature=0, max_tokens=40
+    )
+    answer = reply["choices"][0]["message"]["content"]
+    assert NAME in answer and ORG in answer, answer
