@@ -15,18 +15,14 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from test_serve_stack import HI, chat, wait_for
+from test_serve_stack import chat
 from test_serve_upstream import Front, running_front
 
 from fastchat_lite.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
-# Long enough that a reply of CONTEXT - 200 tokens takes vLLM seconds: the disconnect test
-# must catch the request still running (450 tokens finished before the client read 4 lines).
-CONTEXT = 4096
-FRONT_WORKER_PORT = free_port()
-FRONT_SECRET = "front-worker-secret"
+CONTEXT = 512
 TEXTS = ["Hello! How can I help you today?", "The quick brown fox jumps over the lazy dog."]
 
 # `make install` builds the vLLM venv, so under CI a missing one fails instead of skipping.
@@ -86,17 +82,9 @@ def vllm(vllm_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def front(vllm, tmp_path_factory):
-    # No --context-length: the worker reads max_model_len from vLLM's /v1/models. A known
-    # worker port and secret let the tests read the front worker's own counters.
+    # No --context-length: the worker reads max_model_len from vLLM's /v1/models.
     log = tmp_path_factory.mktemp("front-vllm") / "log.txt"
-    flags = ("--worker-port", str(FRONT_WORKER_PORT), "--worker-secret", FRONT_SECRET)
-    yield from running_front(Front(vllm, log, *flags))
-
-
-def front_worker_status() -> dict:
-    url = f"http://127.0.0.1:{FRONT_WORKER_PORT}/worker_status"
-    headers = {"Authorization": f"Bearer {FRONT_SECRET}"}
-    return httpx.get(url, headers=headers, timeout=5).json()
+    yield from running_front(Front(vllm, log))
 
 
 def direct(vllm: str) -> openai.OpenAI:
@@ -144,29 +132,3 @@ def test_a_prompt_over_vllms_context_is_a_400_context_length_exceeded(front):
             chat(front.client(), model="front", messages=too_long, stream=stream)
         assert info.value.body["code"] == "context_length_exceeded"
         assert str(CONTEXT) in info.value.body["message"]
-
-
-def test_a_client_disconnect_closes_the_request_to_vllm(vllm, front):
-    # vLLM aborts a request whose connection closes (its documented behaviour; its metrics are
-    # refreshed too lazily to watch it here), so what this proves is our side: the front's
-    # worker sees the disconnect, closes the upstream stream and frees its slot.
-    aborted = front_worker_status()["aborted"]
-    body = {
-        "model": "front", "messages": HI, "max_tokens": CONTEXT - 200, "temperature": 0,
-        "ignore_eos": True, "stream": True,
-    }  # fmt: skip
-    with httpx.stream(
-        "POST", f"{front.url}/chat/completions", json=body,
-        headers={"Authorization": "Bearer front-key"}, timeout=60,
-    ) as response:  # fmt: skip
-        lines = response.iter_lines()
-        for _ in range(4):
-            next(lines)
-        assert front_worker_status()["running"] == 1
-
-    def closed() -> bool:
-        status = front_worker_status()
-        return status["aborted"] == aborted + 1 and status["queue_length"] == 0
-
-    # ~3,900 tokens take vLLM many seconds here: only the disconnect ends it this soon.
-    wait_for(closed, 5, "the front worker to close the vLLM request")
