@@ -3,6 +3,9 @@ the error body round trip."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -123,31 +126,25 @@ def test_completion_prompt_may_be_a_list_and_generate_request_needs_one_input():
 def test_a_request_failing_mid_stream_keeps_a_healthy_worker_in_rotation():
     import asyncio
 
+    from fake_http import fake_server, json_reply
+
+    from fastchat_lite.processes import free_port
     from serve.cluster.client import ServeClient
 
-    reported: list[str] = []
+    async def report(controller: str, worker: str) -> None:
+        client = ServeClient(controller)
+        try:
+            await client._report_if_dead(worker)
+        finally:
+            await client.aclose()
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/health":
-            return httpx.Response(200, json={"status": "ok"})
-        reported.append(request.url.path)
-        return httpx.Response(200, json={})
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = ServeClient("http://controller", http=http)
-    asyncio.run(client._report_if_dead("http://worker"))
-    assert reported == []
-
-    def dead(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/health":
-            raise httpx.ConnectError("refused")
-        reported.append(request.url.path)
-        return httpx.Response(200, json={})
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(dead))
-    client = ServeClient("http://controller", http=http)
-    asyncio.run(client._report_if_dead("http://worker"))
-    assert reported == ["/report_failure"]
+    with fake_server(lambda _seen: json_reply({"status": "ok"})) as cluster:
+        # the worker answers /health: one broken request is not reported
+        asyncio.run(report(cluster.url, cluster.url))
+        assert cluster.paths() == ["/health"]
+        # nothing listens at the worker's address: the controller is told to drop it
+        asyncio.run(report(cluster.url, f"http://127.0.0.1:{free_port()}"))
+        assert cluster.paths() == ["/health", "/report_failure"]
 
 
 def test_chat_reply_drops_the_templates_space_after_assistant_colon_only_once():
@@ -167,30 +164,34 @@ def test_chat_reply_drops_the_templates_space_after_assistant_colon_only_once():
     assert asyncio.run(collect("")) == " I am here"  # raw completions stay verbatim
 
 
-def _controller_app(key: str) -> tuple[TestClient, str, dict]:
+@contextlib.contextmanager
+def _controller_app(key: str) -> Iterator[tuple[TestClient, str, dict]]:
     from serve.cluster.controller import create_app
 
     app = create_app(ControllerConfig(worker_secret=key))
     payload = {"worker_address": "http://127.0.0.1:9", "model_names": ["m"]}
-    return TestClient(app), "/register_worker", payload
+    yield TestClient(app), "/register_worker", payload
 
 
-def _api_app(key: str) -> tuple[TestClient, str, None]:
+@contextlib.contextmanager
+def _api_app(key: str) -> Iterator[tuple[TestClient, str, None]]:
+    from fake_http import fake_server, json_reply
+
     from serve.cluster.client import ServeClient
     from serve.openai.app import create_app
 
-    def controller(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"models": ["m"]})
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(controller))
-    app = create_app(ApiConfig(api_key=[key]), client=ServeClient("http://controller", http=http))
-    return TestClient(app), "/v1/models", None
+    with fake_server(lambda _seen: json_reply({"models": ["m"]})) as controller:
+        app = create_app(ApiConfig(api_key=[key]), client=ServeClient(controller.url))
+        yield TestClient(app), "/v1/models", None
 
 
 @pytest.mark.parametrize("make_app", [_controller_app, _api_app], ids=["controller", "api"])
 def test_bearer_scheme_is_case_insensitive_and_a_wrong_key_is_an_openai_shaped_401(make_app):
-    client, path, payload = make_app("sekrit")
+    with make_app("sekrit") as (client, path, payload):
+        _check_bearer_scheme(client, path, payload)
 
+
+def _check_bearer_scheme(client: TestClient, path: str, payload: dict | None) -> None:
     def call(headers: dict[str, str]) -> httpx.Response:
         if payload is None:
             return client.get(path, headers=headers)

@@ -9,15 +9,18 @@ In-process tests use fake engines and tokenizers; the rest share one real stack
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
+from fake_http import fake_server, json_reply
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from test_serve_stack import API_KEY, HI, SECRET, chat, running_stack
@@ -84,14 +87,11 @@ def fake_service(tokenizer: FakeTokenizer) -> WorkerService:
     return WorkerService(FakeEngine(), PromptBuilder(tokenizer, None), ["m"])
 
 
-def api_app() -> FastAPI:
+@contextlib.contextmanager
+def api_app() -> Iterator[FastAPI]:
     """The API app over a fake controller that lists model "m"."""
-
-    def controller(_request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"models": ["m"]})
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(controller))
-    return create_api_app(ApiConfig(), client=ServeClient("http://c", http=http))
+    with fake_server(lambda _seen: json_reply({"models": ["m"]})) as controller:
+        yield create_api_app(ApiConfig(), client=ServeClient(controller.url))
 
 
 # ---------------------------------------------------------------- in process
@@ -165,7 +165,7 @@ def test_controller_answers_413_to_a_body_over_its_cap_announced_or_streamed():
 
 def test_metrics_count_unknown_paths_under_one_label_so_their_size_stays_bounded():
     async def scrape_after_random_paths() -> tuple[str, list[int]]:
-        transport = httpx.ASGITransport(app=api_app())
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             statuses = [(await client.get("/v1/models")).status_code]
             too_big = b"x" * (ApiConfig().max_body_bytes + 1)  # refused before routing
@@ -175,7 +175,8 @@ def test_metrics_count_unknown_paths_under_one_label_so_their_size_stays_bounded
                 statuses.append((await client.get(f"/{uuid.uuid4().hex}")).status_code)
             return (await client.get("/metrics")).text, statuses
 
-    body, statuses = asyncio.run(scrape_after_random_paths())
+    with api_app() as app:
+        body, statuses = asyncio.run(scrape_after_random_paths())
     assert statuses == [200, 413] + [404] * 2000
     assert 'route="/v1/chat/completions",status="413"' in body
     assert len(body) < 12_000, f"/metrics grew to {len(body)} bytes"

@@ -73,26 +73,27 @@ def test_every_worker_route_but_health_needs_the_worker_secret(method, path, bod
 
 
 def test_the_serve_client_sends_the_secret_to_the_controller_and_the_worker():
-    seen: list[tuple[str, str | None]] = []
-
-    def cluster(request: httpx.Request) -> httpx.Response:
-        seen.append((request.url.path, request.headers.get("authorization")))
-        if request.url.path == "/get_worker_address":
-            return httpx.Response(200, json={"address": "http://w", "context_length": 64})
-        line = {"text": "ok", "finish_reason": "stop", "completion_tokens": 1}
-        return httpx.Response(200, content=json.dumps(line).encode() + b"\n")
-
-    async def reply() -> list[str]:
-        http = httpx.AsyncClient(transport=httpx.MockTransport(cluster))
-        client = ServeClient("http://c", http=http, worker_secret=SECRET)
-        return [
-            delta async for delta in client.stream_chat("m", [{"role": "user", "content": "x"}])
-        ]
-
     import asyncio
 
-    assert asyncio.run(reply()) == ["ok"]
-    assert seen == [
+    from fake_http import fake_server, json_reply
+
+    def cluster(seen) -> tuple[int, bytes]:
+        if seen.path == "/get_worker_address":
+            return json_reply({"address": server.url, "context_length": 64})
+        line = {"text": "ok", "finish_reason": "stop", "completion_tokens": 1}
+        return 200, json.dumps(line).encode() + b"\n"
+
+    async def reply() -> list[str]:
+        client = ServeClient(server.url, worker_secret=SECRET)
+        try:
+            chat = client.stream_chat("m", [{"role": "user", "content": "x"}])
+            return [delta async for delta in chat]
+        finally:
+            await client.aclose()
+
+    with fake_server(cluster) as server:
+        assert asyncio.run(reply()) == ["ok"]
+    assert [(seen.path, seen.headers.get("authorization")) for seen in server.requests] == [
         ("/get_worker_address", f"Bearer {SECRET}"),
         ("/worker_generate_stream", f"Bearer {SECRET}"),
     ]

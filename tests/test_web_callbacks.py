@@ -7,8 +7,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import gradio as gr
-import httpx
 import pytest
 
 from serve.errors import NoWorkerError, ServeError
@@ -110,7 +110,7 @@ def test_no_worker_error_becomes_a_message_in_the_reply():
 
 
 @pytest.mark.parametrize(
-    "error", [ServeError("worker crashed"), httpx.ConnectError("connection refused")]
+    "error", [ServeError("worker crashed"), aiohttp.ServerDisconnectedError("connection lost")]
 )
 def test_server_failure_mid_stream_keeps_partial_text_and_shows_error(error):
     client = FakeClient(pieces=["par", "tial"], error=error)

@@ -6,16 +6,20 @@ connection is reported to the controller (which drops it at once) and the reques
 another worker, so a dead worker costs one fast round trip, not a timeout. Closing a stream early
 closes the HTTP response, which makes the worker cancel the sequence and free its slot.
 With ``worker_secret``, every call to the controller and the workers carries it.
+
+These two hops sit on every request's path, so they use aiohttp: on this project's 2-core
+benchmark box a round trip through it costs about half of httpx's, which took the API's added
+latency from ~6 ms to ~3.5 ms (docs/benchmarks.md, "Serving").
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing, suppress
 from typing import Any
 
-import httpx
+import aiohttp
 from pydantic import ValidationError
 
 from serve.auth import worker_secret_headers
@@ -30,26 +34,35 @@ from serve.errors import NoWorkerError, ServeError, WorkerFailedError
 from serve.schemas import ErrorResponse, SamplingParams
 
 CONNECT_ATTEMPTS = 3  # workers tried per request when connections are refused
+MAX_CONNECTIONS = 1024  # to the controller and all workers together
+# Below uvicorn's 5 s keep-alive, so an idle connection is dropped here before the server
+# closes it under a request that is reusing it.
+KEEPALIVE_S = 4.0
+# A whole-reply chunk is at most JOINED_FLUSH_S of generation; the line limit is twice this.
+READ_BUFFER_BYTES = 1 << 20
+JSON_HEADERS = {"Content-Type": "application/json"}
+# What a broken connection, a dead peer or a read timeout raise.
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-def _raise_for_error_body(response: httpx.Response, body: bytes, who: str) -> None:
-    if response.status_code == 200:
+def _raise_for_error_body(status: int, body: bytes, who: str) -> None:
+    if status == 200:
         return
     try:
         info = ErrorResponse.model_validate_json(body).error
     except ValidationError:
         raise ServeError(
-            f"{who} answered HTTP {response.status_code}: {body[:200].decode(errors='replace')}",
+            f"{who} answered HTTP {status}: {body[:200].decode(errors='replace')}",
             status_code=502,
         ) from None
-    raise ServeError.from_info(info, response.status_code)
+    raise ServeError.from_info(info, status)
 
 
 class ServeClient:
     """Talks to one controller and, through it, to the workers.
 
-    ``http`` may be injected (tests pass an in-process transport); otherwise the client owns an
-    ``httpx.AsyncClient`` and closes it in :meth:`aclose`.
+    The aiohttp session is made on first use inside the running event loop (and again if a
+    caller moves to another loop, as test clients do); :meth:`aclose` closes it.
     """
 
     def __init__(
@@ -57,37 +70,45 @@ class ServeClient:
         controller_url: str,
         *,
         timeout: float = 60.0,
-        http: httpx.AsyncClient | None = None,
         worker_secret: str | None = None,
     ) -> None:
         self.controller_url = controller_url.rstrip("/")
         self.timeout = timeout
-        self._headers = worker_secret_headers(worker_secret)
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-            trust_env=False,
-        )
+        self._headers = {**JSON_HEADERS, **worker_secret_headers(worker_secret)}
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_S
+                ),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=self.timeout),
+                headers=self._headers,
+                read_bufsize=READ_BUFFER_BYTES,
+            )
+            self._session_loop = loop
+        return self._session
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     async def _controller(self, path: str, payload: dict[str, Any]) -> bytes:
         try:
-            response = await self._http.post(
-                f"{self.controller_url}{path}", json=payload, headers=self._headers
-            )
-        except httpx.HTTPError as exc:
+            async with self._http().post(f"{self.controller_url}{path}", json=payload) as response:
+                body = await response.read()
+        except TRANSPORT_ERRORS as exc:
             raise ServeError(
                 f"controller at {self.controller_url} is unreachable ({type(exc).__name__}); "
                 "is `fastchat-lite serve controller` running?",
                 status_code=503,
                 code="controller_unreachable",
             ) from None
-        _raise_for_error_body(response, response.content, "controller")
-        return response.content
+        _raise_for_error_body(response.status, body, "controller")
+        return body
 
     async def list_models(self) -> list[str]:
         """Names of the models that at least one live worker serves."""
@@ -108,10 +129,13 @@ class ServeClient:
         """After a request broke, drop the worker only if it no longer answers (True): one
         failed request must not take a healthy worker out of rotation."""
         try:
-            response = await self._http.get(f"{worker_address}/health", timeout=2.0)
-            if response.status_code == 200:
-                return False
-        except httpx.HTTPError:
+            health = self._http().get(
+                f"{worker_address}/health", timeout=aiohttp.ClientTimeout(total=2.0)
+            )
+            async with health as response:
+                if response.status == 200:
+                    return False
+        except TRANSPORT_ERRORS:
             pass
         await self.report_failure(worker_address)
         return True
@@ -120,21 +144,16 @@ class ServeClient:
         self, model: str, request: GenerateRequest
     ) -> AsyncIterator[GenerateChunk]:
         """Chunks of one sequence; the last has ``finish_reason``. Raises :class:`ServeError`."""
-        payload = request.model_dump(mode="json", exclude_none=True)
+        payload = request.model_dump_json(exclude_none=True)
         for _attempt in range(CONNECT_ATTEMPTS):
             worker = await self.get_worker(model)
             url = f"{worker.address}/worker_generate_stream"
             try:
-                stream = self._http.stream("POST", url, json=payload, headers=self._headers)
-                async with stream as response:
-                    if response.status_code != 200:
-                        _raise_for_error_body(response, await response.aread(), "worker")
-                    async for chunk in self._read_chunks(response, worker.address):
-                        yield chunk
-                    return
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                response = await self._http().post(url, data=payload)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                 await self.report_failure(worker.address)  # nothing was sent: try another
-            except httpx.TransportError as exc:
+                continue
+            except TRANSPORT_ERRORS as exc:
                 # No response yet: a kept-alive connection to a worker that has since died
                 # (kill -9, restart) fails on reuse like this. Try another if it is dead.
                 if not await self._report_if_dead(worker.address):
@@ -142,21 +161,28 @@ class ServeClient:
                         f"worker {worker.address} failed before answering "
                         f"({type(exc).__name__}); please retry"
                     ) from None
+                continue
+            async with response:  # leaving early closes the connection: the worker cancels
+                if response.status != 200:
+                    _raise_for_error_body(response.status, await response.read(), "worker")
+                async for chunk in self._read_chunks(response, worker.address):
+                    yield chunk
+                return
         raise NoWorkerError(f"no reachable worker serves model {model!r}; try again shortly")
 
     async def _read_chunks(
-        self, response: httpx.Response, address: str
+        self, response: aiohttp.ClientResponse, address: str
     ) -> AsyncIterator[GenerateChunk]:
         try:
-            async for line in response.aiter_lines():
-                if not line:
+            async for line in response.content:
+                if not line.strip():
                     continue
-                chunk = GenerateChunk.model_validate(json.loads(line))
+                chunk = GenerateChunk.model_validate_json(line)
                 chunk.raise_if_failed()
                 yield chunk
                 if chunk.finish_reason is not None:
                     return
-        except (httpx.TransportError, json.JSONDecodeError, ValidationError) as exc:
+        except (*TRANSPORT_ERRORS, ValueError) as exc:  # ValidationError is a ValueError
             await self._report_if_dead(address)
             raise WorkerFailedError(
                 f"worker {address} failed mid-request ({type(exc).__name__}); please retry"

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import gradio as gr
-import httpx
 
 from fastchat_lite.io import write_json
 from fastchat_lite.messages import Message, to_messages, to_sharegpt
+from serve.cluster.client import TRANSPORT_ERRORS
 from serve.config import DEFAULT_TEMPERATURE, MAX_INPUT_CHARS
 from serve.errors import NoWorkerError, ServeError
 from serve.web.render import display_history
@@ -152,7 +152,7 @@ async def stream_reply(
             error = f"No worker is serving {model!r} right now: {exc}"
         except ServeError as exc:
             error = f"The model server failed: {exc}"
-        except httpx.HTTPError as exc:  # the client should wrap these; keep the page alive anyway
+        except TRANSPORT_ERRORS as exc:  # the client should wrap these; keep the page alive anyway
             error = f"Cannot reach the model server: {exc}"
     if error is not None:
         logger.warning("web demo: %s", error)
@@ -197,7 +197,7 @@ async def refresh_models(client: ChatClient, current: str | None) -> tuple[Any, 
         status = f"⚠ Cannot list models: {exc}"
         gr.Warning(status)
         return gr.update(choices=[], value=None), status
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         status = f"⚠ Cannot reach the controller: {exc}"
         gr.Warning(status)
         return gr.update(choices=[], value=None), status
