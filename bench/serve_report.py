@@ -2,7 +2,9 @@
 
 A record is one load run: ``stack``, ``round``, ``level`` (concurrent clients), ``mode``
 (``plain`` or ``stream``) and the summary of :func:`bench.serve_workload.summarize`
-(plain runs also carry the level's ``peak_rss``). Medians over rounds are reported.
+(plain runs also carry the level's ``peak_rss``). Medians over rounds are reported, with each
+stack's best and worst round of generated tok/s: vLLM's CPU build swings with any other load on
+2 cores, so the throughput target is judged against its *best* round as well as its median.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ TARGET_VS_FASTCHAT = 4.0
 TARGET_HOP_MS = 5.0
 ROWS = [  # (label, mode, key, scale, format)
     ("generated tok/s", "plain", "tok_s", 1, "{:,.0f}"),
+    ("  best round", "plain", "tok_s:max", 1, "{:,.0f}"),
+    ("  worst round", "plain", "tok_s:min", 1, "{:,.0f}"),
     ("p50 latency s", "plain", "p50_latency", 1, "{:.3f}"),
     ("p95 latency s", "plain", "p95_latency", 1, "{:.3f}"),
     ("streaming tok/s", "stream", "tok_s", 1, "{:,.0f}"),
@@ -35,14 +39,21 @@ ROWS = [  # (label, mode, key, scale, format)
 NO_RATIO = {"errors", "load_avg"}
 
 
+SUMMARIES = {"max": max, "min": min}
+
+
 def median(records: list[dict], stack: str, level: int, mode: str, key: str) -> float | None:
-    """Median of ``key`` over the rounds of one stack, level and mode; None when not measured."""
+    """Median of ``key`` over the rounds of one stack, level and mode; None when not measured.
+    ``key:max`` / ``key:min`` give the best / worst round instead."""
+    key, _, summary = key.partition(":")
     values = [
         r[key]
         for r in records
         if (r["stack"], r["level"], r["mode"]) == (stack, level, mode) and r.get(key) is not None
     ]
-    return statistics.median(values) if values else None
+    if not values:
+        return None
+    return SUMMARIES[summary](values) if summary else statistics.median(values)
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -83,9 +94,11 @@ def target_lines(
     ours = median(records, "ours", level, "plain", "tok_s")
     if ours and "vllm" in stacks:
         theirs = median(records, "vllm", level, "plain", "tok_s") or float("nan")
+        best = median(records, "vllm", level, "plain", "tok_s:max") or float("nan")
         lines.append(
-            f"{verdict(ours / theirs >= TARGET_VS_VLLM)} ours/vLLM generated tok/s at "
-            f"{level} clients {ours / theirs:.2f}x (target >= {TARGET_VS_VLLM}x)"
+            f"{verdict(ours / best >= TARGET_VS_VLLM)} ours/vLLM generated tok/s at "
+            f"{level} clients: {ours / theirs:.2f}x its median, {ours / best:.2f}x its best "
+            f"round (target >= {TARGET_VS_VLLM}x, judged against its best round)"
         )
         a, b = (median(records, s, level, "stream", "p50_ttft") for s in ("ours", "vllm"))
         if a is not None and b is not None:

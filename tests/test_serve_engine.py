@@ -216,18 +216,18 @@ def test_stream_merges_outputs_between_intervals_and_sends_the_first_and_last_at
     import asyncio
 
     async def chunks(interval: float) -> list:
-        engine.stream_interval = interval
         params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
-        return [o async for o in engine.generate(tokenizer(PROMPTS[0])["input_ids"], params)]
+        ids = tokenizer(PROMPTS[0])["input_ids"]
+        return [o async for o in engine.generate(ids, params, interval=interval)]
 
-    try:
-        every = asyncio.run(chunks(0.0))
-        merged = asyncio.run(chunks(10.0))
-    finally:
-        del engine.stream_interval  # back to the class default
+    every = asyncio.run(chunks(0.0))
+    # A 10-minute interval: the finishing output must still wake the consumer at once
+    # (otherwise this hangs until the test's timeout).
+    merged = asyncio.run(chunks(600.0))
     assert "".join(o.text for o in merged) == "".join(o.text for o in every)
     assert len(every) > 2 and len(merged) == 2  # the first output, then everything else
     assert merged[-1].finish_reason == "length" and merged[-1].completion_tokens == 40
+    assert [o.completion_tokens for o in every] == sorted({o.completion_tokens for o in every})
 
 
 # Texts unseen by the BPE training, so they are split into byte tokens.

@@ -52,7 +52,7 @@ class FakeEngine:
             raise ContextLengthError("too long")
         return requested or 4
 
-    async def generate(self, prompt_ids, params):
+    async def generate(self, prompt_ids, params, interval=None):
         yield EngineOutput("ok", len(prompt_ids), 1, "stop")
 
     def close(self) -> None:

@@ -89,7 +89,9 @@ class StreamingService:
         """What :meth:`generate` needs; raises 400-class errors before streaming starts."""
         raise NotImplementedError
 
-    def generate(self, prepared: Any) -> AsyncIterator[EngineOutput]:
+    def generate(self, prepared: Any, *, whole: bool = False) -> AsyncIterator[EngineOutput]:
+        """``whole``: the caller wants the reply in one piece, so the engine need not hand
+        over its outputs any sooner than :func:`joined` sends them."""
         raise NotImplementedError
 
     async def stream(self, prepared: Any, *, whole: bool = False) -> AsyncIterator[bytes]:
@@ -97,7 +99,7 @@ class StreamingService:
         the stream with an error chunk instead of a cut connection, so the caller can tell a
         failed request from a dead worker."""
         try:
-            outputs = self.generate(prepared)
+            outputs = self.generate(prepared, whole=whole)
             async for line in self._lines(joined(outputs) if whole else outputs):
                 yield line
         except ServeError as exc:
@@ -161,9 +163,10 @@ class WorkerService(StreamingService):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prepare_pool, self.prepare, request)
 
-    def generate(self, prepared: Prepared) -> AsyncIterator[EngineOutput]:
+    def generate(self, prepared: Prepared, *, whole: bool = False) -> AsyncIterator[EngineOutput]:
         """Engine outputs for a prepared request (closing it early cancels the sequence)."""
-        outputs = self.engine.generate(prepared.ids, prepared.params)
+        interval = JOINED_FLUSH_S if whole else None
+        outputs = self.engine.generate(prepared.ids, prepared.params, interval=interval)
         return without_reply_lead(outputs, prepared.lead)
 
 
@@ -185,7 +188,9 @@ class UpstreamService(StreamingService):
             raise
         return _prepend(first, outputs)
 
-    def generate(self, prepared: AsyncIterator[EngineOutput]) -> AsyncIterator[EngineOutput]:
+    def generate(
+        self, prepared: AsyncIterator[EngineOutput], *, whole: bool = False
+    ) -> AsyncIterator[EngineOutput]:
         return prepared
 
 

@@ -178,8 +178,9 @@ class VllmEngine:
                 return
 
     async def generate(
-        self, prompt_ids: list[int], params: SamplingParams
+        self, prompt_ids: list[int], params: SamplingParams, *, interval: float | None = None
     ) -> AsyncIterator[EngineOutput]:
+        """``interval`` is not used: vLLM's output processor paces its own outputs."""
         from vllm import SamplingParams as VllmParams
         from vllm.utils import random_uuid
 

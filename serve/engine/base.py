@@ -56,9 +56,11 @@ class Engine(Protocol):
         ...
 
     def generate(
-        self, prompt_ids: list[int], params: SamplingParams
+        self, prompt_ids: list[int], params: SamplingParams, *, interval: float | None = None
     ) -> AsyncIterator[EngineOutput]:
-        """Outputs of one sequence; closing the iterator early cancels it."""
+        """Outputs of one sequence; closing the iterator early cancels it. ``interval``: the
+        fewest seconds between outputs the caller needs (the first and last aside); None: the
+        engine's streaming default."""
         ...
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import weakref
 from collections import deque
@@ -85,31 +86,73 @@ class Sequence:
             self.emit(text)
 
 
-class Outbox:
-    """Outputs the engine thread hands to one event loop, delivered in batches.
+class Mailbox:
+    """One request's outputs not yet taken by its consumer, merged as they arrive.
 
-    A decode step emits one output per sequence; waking the loop once per burst instead of once
-    per output (``call_soon_threadsafe`` writes to the loop's self-pipe) leaves the GIL to the
-    engine thread and lets :meth:`QueuedEngine.generate` coalesce a stream's outputs."""
+    Guarded by its :class:`Outbox`'s lock. ``wake_on_any``: the consumer is idle and wants the
+    next output at once; otherwise only a finishing output wakes it (it comes back on its own
+    timer when its stream interval is up)."""
+
+    __slots__ = ("last", "parts", "ready", "signalled", "wake_on_any")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.last: EngineOutput | None = None
+        self.wake_on_any = True
+        self.signalled = False
+        self.ready = asyncio.Event()
+
+    def take(self) -> EngineOutput | None:
+        """Everything pending as one output (the latest counts, all the text), or None."""
+        out = self.last
+        if out is not None:
+            out.text = "".join(self.parts)
+            self.parts, self.last = [], None
+        return out
+
+
+class Outbox:
+    """Outputs the engine thread hands to one event loop's requests.
+
+    A decode step emits one output per sequence. The engine thread merges each into its
+    request's :class:`Mailbox` and wakes the loop only for a request that is waiting for output
+    or for a finished sequence, once per burst (``call_soon_threadsafe`` writes to the loop's
+    self-pipe): every wake costs the engine thread the GIL, and waking 32 consumers per decode
+    step to merge one token each cost more than the step on a small model (measured)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._items: list[tuple[asyncio.Queue[EngineOutput], EngineOutput]] = []
-        self._lock = threading.Lock()
+        self._wakes: list[Mailbox] = []
+        self.lock = threading.Lock()
 
-    def put(self, queue: asyncio.Queue[EngineOutput], out: EngineOutput) -> None:
-        """Called by the engine thread: queue ``out``, waking the loop if none is pending."""
-        with self._lock:
-            self._items.append((queue, out))
-            wake = len(self._items) == 1
+    def put(self, box: Mailbox, out: EngineOutput) -> None:
+        """Called by the engine thread for each output of the request that owns ``box``."""
+        with self.lock:
+            box.parts.append(out.text)
+            box.last = out
+            if box.signalled or not (box.wake_on_any or out.finish_reason):
+                return
+            box.signalled = True
+            self._wakes.append(box)
+            wake = len(self._wakes) == 1
         if wake and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
-        with self._lock:
-            items, self._items = self._items, []
-        for queue, out in items:
-            queue.put_nowait(out)
+        with self.lock:
+            boxes, self._wakes = self._wakes, []
+        for box in boxes:
+            box.ready.set()
+
+    def take(self, box: Mailbox, *, due: bool) -> EngineOutput | None:
+        """What ``box`` holds, if the consumer may send it now (``due``: its interval is up;
+        a finishing output is always sent). Arms the wake-up for what it waits for next."""
+        with self.lock:
+            box.signalled = False
+            box.wake_on_any = due
+            if box.last is not None and (due or box.last.finish_reason):
+                return box.take()
+            return None
 
 
 class QueuedEngine:
@@ -203,29 +246,32 @@ class QueuedEngine:
         return outbox
 
     async def generate(
-        self, prompt_ids: list[int], params: SamplingParams
+        self, prompt_ids: list[int], params: SamplingParams, *, interval: float | None = None
     ) -> AsyncIterator[EngineOutput]:
         """Outputs of one request as an async iterator; closing it early cancels the request.
 
-        The first output is yielded at once; later ones at most every ``stream_interval``
-        seconds, merged, and the last one at once. Each output costs an NDJSON line in the worker
+        The first output is yielded at once; later ones at most every ``interval`` seconds
+        (default :attr:`stream_interval`; a caller that wants the whole reply passes a long
+        one), merged, and the last one at once. Each output costs an NDJSON line in the worker
         and a parse in the API, so per-token chunks for 32 streams cost more CPU than the
-        model's decode step on a small model (measured); outputs that queued up while a slow
-        consumer was busy are merged the same way."""
+        model's decode step on a small model (measured)."""
+        interval = self.stream_interval if interval is None else interval
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[EngineOutput] = asyncio.Queue()
-        seq = self.submit(prompt_ids, params, partial(self._outbox().put, queue))
-        sent_at = -self.stream_interval
+        outbox, box = self._outbox(), Mailbox()
+        seq = self.submit(prompt_ids, params, partial(outbox.put, box))
+        sent_at = -math.inf
         try:
             while True:
-                out = _merge_queued(await queue.get(), queue)
-                wait = sent_at + self.stream_interval - loop.time()
-                if wait > 0 and not out.finish_reason:
-                    with contextlib.suppress(TimeoutError):  # the last output ends the wait
-                        while not out.finish_reason:
-                            later = await asyncio.wait_for(queue.get(), wait)
-                            out = _merge_queued(_merged(out, later), queue)
-                            wait = sent_at + self.stream_interval - loop.time()
+                wait = sent_at + interval - loop.time()
+                out = outbox.take(box, due=wait <= 0)
+                if out is None:
+                    box.ready.clear()
+                    if wait > 0:  # until the interval is up, or the sequence finishes
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(box.ready.wait(), wait)
+                    else:
+                        await box.ready.wait()
+                    continue
                 yield out
                 sent_at = loop.time()
                 if out.finish_reason:
@@ -233,16 +279,3 @@ class QueuedEngine:
         finally:
             if not seq.finished:
                 self.cancel(seq)
-
-
-def _merged(earlier: EngineOutput, later: EngineOutput) -> EngineOutput:
-    """``later`` (its counts and finish reason) carrying the text of both."""
-    later.text = earlier.text + later.text
-    return later
-
-
-def _merge_queued(out: EngineOutput, queue: asyncio.Queue[EngineOutput]) -> EngineOutput:
-    """``out`` merged with every output already waiting in ``queue`` (up to a finishing one)."""
-    while not out.finish_reason and not queue.empty():
-        out = _merged(out, queue.get_nowait())
-    return out
