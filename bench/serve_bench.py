@@ -130,7 +130,8 @@ def start(bench: Bench, name: str) -> Running:
     """A fresh stack (vLLM: the one kept up), ready to serve."""
     if name == "vllm":
         if bench.vllm is None:
-            bench.vllm = start_vllm(bench.model, bench.workdir)
+            bench.vllm = start_vllm(bench.model, bench.workdir, preload=bench.args.vllm_preload)
+            print(f"  vLLM LD_PRELOAD: {bench.vllm.settings['ld_preload'] or 'none'}", flush=True)
             wait_ready(bench.vllm, timeout=600)
         return bench.vllm
     stack = (
@@ -237,6 +238,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--fastchat-limits", type=ints, default=[5, 16, 32])
     parser.add_argument("--hop-samples", type=int, default=60)
+    parser.add_argument(
+        "--no-vllm-preload",
+        dest="vllm_preload",
+        action="store_false",
+        help="start vLLM without the TCMalloc / Intel OpenMP preloads its CPU docs recommend",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
     parser.add_argument("--workdir", type=Path, default=None, help="keep model and logs here")
     parser.add_argument(

@@ -82,6 +82,9 @@ def build_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+    # CPU: the fused kernel updates all parameters in one pass instead of ~10 ops per tensor
+    # (measured ~5% of a length-grouped epoch on the CPU benchmark); GPU keeps the foreach default.
+    fused = bool(decay or no_decay) and all(p.device.type == "cpu" for p in decay + no_decay)
     optimizer = torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": config.weight_decay},
@@ -89,6 +92,7 @@ def build_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[
         ],
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
+        fused=fused or None,
     )
     warmup = round(config.warmup_ratio * total_steps)
     scheduler = get_scheduler(
