@@ -11,6 +11,7 @@ Modes, each run in a fresh process, alternated, ``--repeats`` times:
   ours-grouped  fastchat-lite train, packing: false, group_by_length: true
   trl-packed    SFTTrainer packing=True, padding_free=True, packing_strategy="bfd"
   trl-grouped   SFTTrainer without packing, train_sampling_strategy="group_by_length"
+  trl-compiled  trl-grouped with torch_compile=True (transformers' own speed switch)
 
 TRL gets the chat template we export (``{% generation %}`` around replies) and
 ``assistant_only_loss=True``; a self-check first proves both tokenize every conversation to the
@@ -49,7 +50,7 @@ from bench.train_peers import eval_loss, run_ours, run_trl, self_check
 from bench.train_probes import attention_micro_bench, peak_memory_mb
 from bench.train_workload import build_workload, our_samples
 
-MODES = ("ours-packed", "ours-grouped", "trl-packed", "trl-grouped")
+MODES = ("ours-packed", "ours-grouped", "trl-packed", "trl-grouped", "trl-compiled")
 
 
 def child(args) -> int:
@@ -95,8 +96,15 @@ def timed_runs(work: Path, data: Path, args) -> list[dict]:
         for mode in order:
             result = run_child(mode, work, data, args, r)
             runs.append(result)
+            slowest = (
+                f", slowest step {result['slowest_step']:.2f} s (median "
+                f"{result['median_step']:.2f} s)"
+                if "slowest_step" in result
+                else ""
+            )
+            rss = result["peak_rss_mib"]
             print(f"  run {r + 1} {mode:13s} {result['tokens_per_s']:6.0f} real tok/s, loss "
-                  f"{result['loss']:.3f}, peak RSS {result['peak_rss_mib']:.0f} MiB")  # fmt: skip
+                  f"{result['loss']:.3f}, peak RSS {rss:.0f} MiB{slowest}")  # fmt: skip
     return runs
 
 
