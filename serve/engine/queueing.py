@@ -123,11 +123,11 @@ class Outbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._wakes: list[Mailbox] = []
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def put(self, box: Mailbox, out: EngineOutput) -> None:
         """Called by the engine thread for each output of the request that owns ``box``."""
-        with self.lock:
+        with self._lock:
             box.parts.append(out.text)
             box.last = out
             if box.signalled or not (box.wake_on_any or out.finish_reason):
@@ -139,7 +139,7 @@ class Outbox:
             self.loop.call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
-        with self.lock:
+        with self._lock:
             boxes, self._wakes = self._wakes, []
         for box in boxes:
             box.ready.set()
@@ -147,7 +147,7 @@ class Outbox:
     def take(self, box: Mailbox, *, due: bool) -> EngineOutput | None:
         """What ``box`` holds, if the consumer may send it now (``due``: its interval is up;
         a finishing output is always sent). Arms the wake-up for what it waits for next."""
-        with self.lock:
+        with self._lock:
             box.signalled = False
             box.wake_on_any = due
             if box.last is not None and (due or box.last.finish_reason):
@@ -264,13 +264,10 @@ class QueuedEngine:
             while True:
                 wait = sent_at + interval - loop.time()
                 out = outbox.take(box, due=wait <= 0)
-                if out is None:
+                if out is None:  # wait for output, or (interval not up) for the finish
                     box.ready.clear()
-                    if wait > 0:  # until the interval is up, or the sequence finishes
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(box.ready.wait(), wait)
-                    else:
-                        await box.ready.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(box.ready.wait(), wait if wait > 0 else None)
                     continue
                 yield out
                 sent_at = loop.time()
