@@ -42,8 +42,8 @@ NO_RATIO = {"errors", "load_avg"}
 SUMMARIES = {"max": max, "min": min}
 
 
-def median(records: list[dict], stack: str, level: int, mode: str, key: str) -> float | None:
-    """Median of ``key`` over the rounds of one stack, level and mode; None when not measured.
+def over_rounds(records: list[dict], stack: str, level: int, mode: str, key: str) -> float | None:
+    """``key`` over the rounds of one stack, level and mode (their median); None when not measured.
     ``key:max`` / ``key:min`` give the best / worst round instead."""
     key, _, summary = key.partition(":")
     values = [
@@ -71,7 +71,7 @@ def level_table(records: list[dict], stacks: list[str], level: int, requests: in
     head += [f"ours/{LABELS[p]}" for p in peers]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     for label, mode, key, scale, fmt in ROWS:
-        values = {s: median(records, s, level, mode, key) for s in stacks}
+        values = {s: over_rounds(records, s, level, mode, key) for s in stacks}
         values = {s: None if v is None else v * scale for s, v in values.items()}
         cells = [_cell(values[s], fmt) for s in stacks]
         if key not in NO_RATIO:
@@ -91,23 +91,23 @@ def target_lines(
         return "PASS" if ok else "MISS"
 
     lines = []
-    ours = median(records, "ours", level, "plain", "tok_s")
+    ours = over_rounds(records, "ours", level, "plain", "tok_s")
     if ours and "vllm" in stacks:
-        theirs = median(records, "vllm", level, "plain", "tok_s") or float("nan")
-        best = median(records, "vllm", level, "plain", "tok_s:max") or float("nan")
+        theirs = over_rounds(records, "vllm", level, "plain", "tok_s") or float("nan")
+        best = over_rounds(records, "vllm", level, "plain", "tok_s:max") or float("nan")
         lines.append(
             f"{verdict(ours / best >= TARGET_VS_VLLM)} ours/vLLM generated tok/s at "
             f"{level} clients: {ours / theirs:.2f}x its median, {ours / best:.2f}x its best "
             f"round (target >= {TARGET_VS_VLLM}x, judged against its best round)"
         )
-        a, b = (median(records, s, level, "stream", "p50_ttft") for s in ("ours", "vllm"))
+        a, b = (over_rounds(records, s, level, "stream", "p50_ttft") for s in ("ours", "vllm"))
         if a is not None and b is not None:
             lines.append(
                 f"{verdict(a <= b)} p50 TTFT at {level} clients: ours {a:.3f} s, "
                 f"vLLM {b:.3f} s (target: ours no worse)"
             )
     if ours and "fastchat" in stacks:
-        theirs = median(records, "fastchat", level, "plain", "tok_s") or float("nan")
+        theirs = over_rounds(records, "fastchat", level, "plain", "tok_s") or float("nan")
         lines.append(
             f"{verdict(ours / theirs >= TARGET_VS_FASTCHAT)} ours/FastChat generated "
             f"tok/s {ours / theirs:.1f}x (target >= {TARGET_VS_FASTCHAT:.0f}x)"
